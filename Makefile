@@ -1,0 +1,45 @@
+# Two set-up commands: `make demo` and `make test`. Both create/update the virtual environment.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch keeps the environment small; on a GPU machine use e.g.
+#   make demo TORCH='torch>=2.3,<2.15'
+TORCH ?= torch==2.13.0
+ROOT ?= $(CURDIR)/runs
+RESULTS ?= $(ROOT)/results/vocab_ablation
+REPORT ?= $(RESULTS)/report
+export SPLADE_EXP_ROOT := $(ROOT)
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_VERBOSITY ?= error
+
+.PHONY: venv demo test report smoke bench-head clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv  ## the vocab ablation at demo scale, then its frontier plot and table
+	$(PY) -m splade_exp +experiment=vocab_ablation -m
+	$(PY) -m splade_exp.analysis $(RESULTS) --out $(REPORT)
+
+test: venv  ## the test suite
+	$(PY) -m pytest -q
+
+report: venv  ## figures + markdown report for RESULTS=<dir>
+	$(PY) -m splade_exp.analysis $(RESULTS) --out $(REPORT)
+
+smoke: venv  ## seconds-long end-to-end run
+	$(PY) -m splade_exp +experiment=smoke
+
+bench-head: venv  ## memory/speed of the naive vs chunked SPLADE head (writes JSON)
+	$(PY) benchmarks/head_memory.py
+
+clean:
+	rm -rf $(ROOT)

@@ -1,0 +1,3 @@
+from splade_exp.cli import main
+
+main()

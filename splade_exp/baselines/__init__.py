@@ -1,0 +1,1 @@
+"""Baselines placed on the same frontier (BM25)."""

@@ -1,0 +1,1 @@
+"""Datasets: the embedded synthetic collection generator and BEIR-layout loading helpers."""

@@ -1,0 +1,84 @@
+"""Backbones: a small BERT built from a config with a WordPiece tokenizer trained on the data
+(offline default), or any ``AutoModelForMaskedLM`` from a local directory or a hub name."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be loaded; the message names the path or config key."""
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
+    """Train a BERT-style WordPiece tokenizer (``tokenizers`` library) on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2)
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]",
+    )
+
+
+def build_bert(tokenizer: PreTrainedTokenizerFast, **config) -> BertForMaskedLM:
+    """A randomly initialised BERT masked LM sized by ``config`` (BertConfig keyword arguments)."""
+    cfg = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config)
+    return BertForMaskedLM(cfg)
+
+
+def load_masked_lm(name_or_path: str):
+    """(model, tokenizer) from a local directory or a hub name.
+
+    A local path that exists but holds no model gets a clear error naming it.
+    """
+    p = Path(os.path.expanduser(str(name_or_path)))
+    looks_local = p.exists() or str(name_or_path).startswith((".", "/", "~"))
+    if looks_local:
+        if not p.is_dir():
+            raise BackboneError(f"{p}: backbone.name_or_path is not a directory")
+        if not (p / "config.json").exists():
+            raise BackboneError(
+                f"{p}: no config.json, so no model here; backbone.name_or_path must be a "
+                "directory written by save_pretrained (config.json + weights + tokenizer files)"
+            )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(p) if looks_local else name_or_path)
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            str(p) if looks_local else name_or_path, output_loading_info=True
+        )
+    except OSError as err:
+        raise BackboneError(f"{name_or_path}: cannot load a masked-LM model or tokenizer ({err})") from err
+    _restore_dropped_ties(model, set(info.get("missing_keys", ())))
+    return model, tokenizer
+
+
+def _restore_dropped_ties(model, missing: set[str]) -> None:
+    """Copy a tied source into a target that the checkpoint omitted as "tied" but that the
+    model (untied, e.g. ``tie_word_embeddings=False``) did not tie on load: BERT's decoder bias
+    is saved only as ``cls.predictions.bias``."""
+    import torch
+
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    if not isinstance(tied, dict):
+        return
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for target, source in tied.items():
+        if target in missing and source not in missing and target in params and source in params:
+            with torch.no_grad():
+                params[target].copy_(params[source])

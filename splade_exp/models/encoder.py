@@ -1,0 +1,118 @@
+"""The SPLADE encoder: a masked-LM trunk (everything up to the head's transform) and a separate,
+untied vocabulary projection, pooled into one sparse vector per text.
+
+Any ``AutoModelForMaskedLM`` is split generically: its output embedding (the decoder ``Linear``)
+is copied out and replaced in place by ``nn.Identity``, so the model's ``logits`` become the
+transformed hidden states (B, L, H). The vocabulary projection then lives in ``self.decoder`` and
+can be swapped (unigram vocabulary), re-initialised or rescaled without touching the input
+embeddings.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from splade_exp.models.pooling import sparse_pool
+from splade_exp.sparse import topk_mask
+
+
+def _module_path(root: nn.Module, target: nn.Module) -> str:
+    for name, module in root.named_modules():
+        if module is target:
+            return name
+    raise ValueError("the output embedding is not a submodule of the model")
+
+
+class SpladeEncoder(nn.Module):
+    """Encodes token ids into pooled term weights ``w`` of shape (B, |V_out|).
+
+    Args:
+        mlm: a masked-LM model whose decoder has been replaced by ``nn.Identity``.
+        decoder: the vocabulary projection (``weight`` |V_out| x H, optional ``bias``).
+        decoder_path: dotted path of the decoder inside ``mlm`` (used to export).
+        pooling: ``max`` (SPLADE v2) or ``sum``.
+        pooling_impl: ``naive`` or ``chunked`` (never stores B x L x |V| logits).
+        chunk_size: vocabulary rows per chunk for the chunked implementation.
+    """
+
+    def __init__(
+        self,
+        mlm: nn.Module,
+        decoder: nn.Linear,
+        decoder_path: str,
+        pooling: str = "max",
+        pooling_impl: str = "naive",
+        chunk_size: int = 8192,
+    ) -> None:
+        super().__init__()
+        self.mlm = mlm
+        self.decoder = decoder
+        self.decoder_path = decoder_path
+        self.pooling = pooling
+        self.pooling_impl = pooling_impl
+        self.chunk_size = chunk_size
+
+    @classmethod
+    def from_masked_lm(cls, mlm: nn.Module, **kwargs) -> "SpladeEncoder":
+        """Split ``mlm`` into trunk + an untied copy of its decoder."""
+        old = mlm.get_output_embeddings()
+        if not isinstance(old, nn.Linear):
+            raise TypeError(f"{type(mlm).__name__} has no Linear output embedding to split off")
+        path = _module_path(mlm, old)
+        decoder = nn.Linear(old.in_features, old.out_features, bias=old.bias is not None)
+        with torch.no_grad():
+            decoder.weight.copy_(old.weight)
+            if old.bias is not None:
+                decoder.bias.copy_(old.bias)
+        mlm.set_submodule(path, nn.Identity())
+        # Some heads keep a second reference to the old decoder's bias (BERT's
+        # ``cls.predictions.bias``); it no longer takes part in the forward pass.
+        if old.bias is not None and any(p is old.bias for p in mlm.parameters()):
+            old.bias.requires_grad_(False)
+        if hasattr(mlm, "config"):
+            mlm.config.tie_word_embeddings = False
+        return cls(mlm, decoder, path, **kwargs)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.decoder.out_features
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Transformed hidden states (B, L, H): the head's input to the vocabulary projection."""
+        return self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token-level logits (B, L, |V_out|). Materialises them: for diagnostics only."""
+        return self.decoder(self.features(input_ids, attention_mask))
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, topk: int = 0
+    ) -> torch.Tensor:
+        h = self.features(input_ids, attention_mask)
+        w = sparse_pool(
+            h,
+            self.decoder.weight,
+            self.decoder.bias,
+            attention_mask,
+            pooling=self.pooling,
+            impl=self.pooling_impl,
+            chunk_size=self.chunk_size,
+        )
+        return topk_mask(w, topk)
+
+    def export_masked_lm(self) -> nn.Module:
+        """Put the (possibly retrained) decoder back into the masked-LM model and return it.
+
+        Only meaningful when the output vocabulary is the input vocabulary (WordPiece head).
+        The decoder stays untied from the input embeddings.
+        """
+        try:
+            self.mlm.set_output_embeddings(self.decoder)  # also re-points BERT's extra bias
+        except (AttributeError, NotImplementedError):
+            self.mlm.set_submodule(self.decoder_path, self.decoder)
+        return self.mlm
+
+    def detach_decoder(self) -> None:
+        """Undo :meth:`export_masked_lm` (the trunk again ends at the head's transform)."""
+        self.mlm.set_submodule(self.decoder_path, nn.Identity())
+

@@ -1,0 +1,65 @@
+"""The results schema and its atomic writer.
+
+One Parquet file per run (``<results_dir>/<sweep>/<run_id>.parquet``), one row per (run, qk, dk).
+Identity and metric columns are fixed (below); the run's group choices are plain columns and the
+whole resolved config is flattened into ``cfg.<dotted.key>`` columns so any swept value can be
+grouped on. Files are written via temp file + rename: a reader never sees a partial file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from splade_exp.io import atomic_path
+
+IDENTITY = ["run_id", "sweep", "system", "model", "status", "diverged_step", "wall_time_s"]
+GROUPS = ["backbone", "vocab", "init", "pretrain", "loss", "head", "data"]
+POINT = ["qk", "dk"]
+METRICS = ["mrr@10", "recall@10", "recall@100", "ndcg@10", "flops", "l0_q", "l0_d",
+           "posting_mean", "posting_max", "posting_var"]
+STATUSES = ("completed", "diverged", "failed")
+
+
+def flatten(d: dict, prefix: str = "cfg.") -> dict:
+    """Nested dict to ``{prefix + dotted.key: scalar}``; lists become JSON strings."""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def make_frame(rows: list[dict], common: dict) -> pd.DataFrame:
+    if common.get("status") not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {common.get('status')!r}")
+    frame = pd.DataFrame([{**common, **row} for row in rows])
+    for col in POINT:
+        if col in frame:
+            frame[col] = frame[col].astype("int64")
+    if "diverged_step" in frame:
+        frame["diverged_step"] = frame["diverged_step"].astype("Int64")
+    # Parquet needs one type per column: mixed config values (e.g. null vs str) become strings.
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            kinds = {type(v) for v in frame[col] if v is not None}
+            if len(kinds) > 1 or (kinds and not kinds <= {str}):
+                frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    return frame
+
+
+def write_results(path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` to ``path`` atomically (temp file in the same directory + rename)."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)

@@ -1,0 +1,162 @@
+"""``run(cfg)``: one experiment from a composed config, all orchestration in one place.
+
+Stages: collection -> BM25 baseline -> backbone -> output head (vocabulary, init, optional EMLM)
+-> SPLADE fine-tuning (resumable) -> evaluation over the pruning grid -> one Parquet file.
+Tests call :func:`run` directly with a composed config.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from splade_exp import artifacts
+from splade_exp.data.collection import load_beir
+from splade_exp.hashing import config_hash, drop_keys
+from splade_exp.results import flatten, make_frame, read_results, write_results
+
+log = logging.getLogger(__name__)
+
+# Keys that do not change what a run computes: where things go, how it is launched and logged.
+RUN_ID_EXCLUDE = ("paths", "logger", "launcher", "hydra", "sweep", "model", "force",
+                  "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
+                  "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_workers",
+                  "trainer.checkpoint_every_n_steps", "trainer.eval_batch_size")
+
+
+def run_id(cfg: DictConfig) -> str:
+    return config_hash(drop_keys(cfg, RUN_ID_EXCLUDE))
+
+
+def results_path(cfg: DictConfig, rid: str) -> Path:
+    return Path(cfg.paths.results_dir) / cfg.sweep / f"{rid}.parquet"
+
+
+def _device(cfg) -> str:
+    acc = cfg.trainer.accelerator
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+def load_collection(cfg: DictConfig):
+    path = instantiate(cfg.data.source, cache_dir=cfg.paths.artifacts_dir)
+    return load_beir(path, cfg.data.general_corpus, cfg.data.drop_unknown_qrels)
+
+
+def ensure_bm25(cfg: DictConfig, collection) -> Path:
+    """BM25 rows of this collection and split, written once per sweep."""
+    from splade_exp.baselines.bm25 import bm25_row
+
+    key = {"data": OmegaConf.to_container(cfg.data.source, resolve=True), "split": cfg.data.eval_split}
+    path = Path(cfg.paths.results_dir) / cfg.sweep / f"bm25-{config_hash(key)}.parquet"
+    if not path.exists():
+        row = bm25_row(collection, cfg.data.eval_split)
+        frame = make_frame([row], {"run_id": f"bm25-{config_hash(key)}", "sweep": cfg.sweep, "system": "bm25",
+                                   "model": "BM25", "status": "completed", "data": cfg.data.name})
+        write_results(path, frame)
+    return path
+
+
+def load_backbone(cfg: DictConfig, collection):
+    """(masked LM, tokenizer): built offline from config, or loaded from ``backbone.name_or_path``."""
+    from splade_exp.models.backbone import load_masked_lm
+
+    b = cfg.backbone
+    if b.name_or_path:
+        return load_masked_lm(b.name_or_path)
+    from splade_exp.stages.backbone_mlm import build_tiny_backbone
+
+    key = {"backbone": b, "data": cfg.data.source, "seed": cfg.seed}
+    path = artifacts.artifact(cfg.paths.artifacts_dir, "backbone", b.name, key,
+                              lambda out: build_tiny_backbone(out, b, cfg.trainer, collection, cfg.seed))
+    return load_masked_lm(str(path))
+
+
+def build_encoder(cfg: DictConfig, collection):
+    from splade_exp.models.encoder import SpladeEncoder
+    from splade_exp.vocab.heads import prepare_head
+
+    mlm, tokenizer = load_backbone(cfg, collection)
+    h = cfg.head
+    encoder = SpladeEncoder.from_masked_lm(mlm, pooling=h.pooling, pooling_impl=h.pooling_impl, chunk_size=h.chunk_size)
+    encoder, info = prepare_head(cfg, encoder, tokenizer, collection, cfg.paths.artifacts_dir)
+    return encoder, tokenizer, info
+
+
+def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path):
+    from splade_exp.data.training import PairCollator, PairDataset
+    from splade_exp.stages.fit import loader, make_trainer
+    from splade_exp.stages.splade import SpladeModule
+
+    t, loss, d = cfg.trainer, cfg.loss, cfg.data
+    module = SpladeModule(
+        encoder, regularizer=loss.regularizer, lambda_q=loss.lambda_q, lambda_d=loss.lambda_d,
+        lambda_joint=loss.lambda_joint, lambda_warmup_steps=loss.lambda_warmup_steps, joint_docs=loss.joint_docs,
+        topk_q=loss.topk_q, topk_d=loss.topk_d, lr=t.lr, weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps, max_steps=t.max_steps,
+    )
+    dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed)
+    collate = PairCollator(tokenizer, d.query_max_length, d.doc_max_length)
+    logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger.get("_target_") else False
+    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, checkpoint_every=t.checkpoint_every_n_steps)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, loader(dataset, t.batch_size, collate, True, t.num_workers, cfg.seed),
+                ckpt_path=str(last) if last.exists() else None)
+    return module, trainer
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """Run one experiment; returns (and writes) its result rows. Finished runs are skipped."""
+    rid = run_id(cfg)
+    out = results_path(cfg, rid)
+    if out.exists() and not cfg.force:
+        log.info("run %s already finished: %s", rid, out)
+        return read_results(out)
+    L.seed_everything(cfg.seed, workers=True)
+    t0 = time.time()
+    run_dir = Path(cfg.paths.runs_dir) / rid
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    artifacts.built.clear()
+    log.info("run %s in %s", rid, run_dir)
+
+    collection = load_collection(cfg)
+    encoder, tokenizer, info = build_encoder(cfg, collection)
+    status, diverged_step = "completed", None
+    if cfg.stage == "train":
+        module, trainer = train_splade(cfg, encoder, tokenizer, collection, run_dir)
+        info.update(getattr(module, "diagnostics", {}))
+    elif cfg.stage != "evaluate":
+        raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
+
+    rows = []
+    is_rank_zero = int(__import__("os").environ.get("RANK", "0")) == 0
+    if is_rank_zero:
+        from splade_exp.stages.evaluate import evaluate_encoder
+
+        ensure_bm25(cfg, collection)
+        device = _device(cfg)
+        encoder.to(device)
+        rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
+                                cfg.data.query_max_length, cfg.data.doc_max_length, cfg.trainer.eval_batch_size, device)
+    common = {
+        "run_id": rid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
+        "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
+        **{g: str(cfg[g].name) for g in ("backbone", "vocab", "init", "pretrain", "loss", "head", "data")},
+        "head_k": float(cfg.head.k), "seed": int(cfg.seed), "stage": cfg.stage,
+        "artifacts_built": ",".join(artifacts.built),
+        **{k: v for k, v in info.items()},
+        **flatten(drop_keys(cfg, ("paths", "hydra", "launcher", "logger"))),
+    }
+    frame = make_frame(rows, common)
+    if is_rank_zero:
+        write_results(out, frame)
+        log.info("wrote %d rows to %s", len(frame), out)
+    return frame

@@ -1,0 +1,1 @@
+"""Training stages as LightningModules (EMLM pretraining, SPLADE fine-tuning) and evaluation."""

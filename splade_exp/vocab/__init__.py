@@ -1,0 +1,1 @@
+"""Output vocabularies of the sparse head and their initialisation."""
