@@ -1,0 +1,30 @@
+"""Shared fixtures: compose configs from the repo's conf/ exactly as the command line does."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from splade_exp.cli import register_resolvers
+
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def compose_cfg(overrides: list[str], root: Path | None = None):
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        extra = [f"paths.root={root}"] if root is not None else []
+        return compose(config_name="config", overrides=[*overrides, *extra], return_hydra_config=False)
+
+
+@pytest.fixture
+def compose_config():
+    return compose_cfg
