@@ -40,6 +40,9 @@ def make_frame(rows: list[dict], common: dict) -> pd.DataFrame:
     if common.get("status") not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {common.get('status')!r}")
     frame = pd.DataFrame([{**common, **row} for row in rows])
+    for col in METRICS:  # every file has every metric column (NaN where not measured, e.g. diverged)
+        if col not in frame:
+            frame[col] = float("nan")
     for col in POINT:
         if col in frame:
             frame[col] = frame[col].astype("int64")

@@ -59,7 +59,8 @@ def ensure_bm25(cfg: DictConfig, collection) -> Path:
     if not path.exists():
         row = bm25_row(collection, cfg.data.eval_split)
         frame = make_frame([row], {"run_id": f"bm25-{config_hash(key)}", "sweep": cfg.sweep, "system": "bm25",
-                                   "model": "BM25", "status": "completed", "data": cfg.data.name})
+                                   "model": "BM25", "status": "completed", "diverged_step": None,
+                                   "data": cfg.data.name})
         write_results(path, frame)
     return path
 
@@ -81,17 +82,24 @@ def load_backbone(cfg: DictConfig, collection):
 
 def build_encoder(cfg: DictConfig, collection):
     from splade_exp.models.encoder import SpladeEncoder
+    from splade_exp.models.head_scale import inflate_head, scale_head
     from splade_exp.vocab.heads import prepare_head
 
     mlm, tokenizer = load_backbone(cfg, collection)
     h = cfg.head
     encoder = SpladeEncoder.from_masked_lm(mlm, pooling=h.pooling, pooling_impl=h.pooling_impl, chunk_size=h.chunk_size)
+    if cfg.backbone.get("inflate_head_norm"):
+        inflate_head(encoder, cfg.backbone.inflate_head_norm)
     encoder, info = prepare_head(cfg, encoder, tokenizer, collection, cfg.paths.artifacts_dir)
+    if cfg.stage == "train":
+        info.update(scale_head(encoder, h.k, h.scale_bias))
     return encoder, tokenizer, info
 
 
 def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path):
     from splade_exp.data.training import PairCollator, PairDataset
+    from splade_exp.models.head_scale import init_diagnostics
+    from splade_exp.stages.collapse import CollapseDetector
     from splade_exp.stages.fit import loader, make_trainer
     from splade_exp.stages.splade import SpladeModule
 
@@ -105,11 +113,18 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path)
     dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed)
     collate = PairCollator(tokenizer, d.query_max_length, d.doc_max_length)
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger.get("_target_") else False
-    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, checkpoint_every=t.checkpoint_every_n_steps)
+    c = t.collapse
+    detector = CollapseDetector(encoder.vocab_size, patience=c.patience, check_every=c.check_every,
+                                active_fraction=c.active_fraction, inject_nan_at_step=c.inject_nan_at_step)
+    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=[detector],
+                           checkpoint_every=t.checkpoint_every_n_steps)
+    train_loader = loader(dataset, t.batch_size, collate, True, t.num_workers, cfg.seed)
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, loader(dataset, t.batch_size, collate, True, t.num_workers, cfg.seed),
-                ckpt_path=str(last) if last.exists() else None)
-    return module, trainer
+    if not last.exists():  # head diagnostics at initialisation, on the first training batch
+        first = next(iter(train_loader))
+        module.diagnostics = init_diagnostics(encoder, first["d_input_ids"], first["d_attention_mask"])
+    trainer.fit(module, train_loader, ckpt_path=str(last) if last.exists() else None)
+    return module, trainer, detector
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:
@@ -131,21 +146,28 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     encoder, tokenizer, info = build_encoder(cfg, collection)
     status, diverged_step = "completed", None
     if cfg.stage == "train":
-        module, trainer = train_splade(cfg, encoder, tokenizer, collection, run_dir)
+        module, trainer, detector = train_splade(cfg, encoder, tokenizer, collection, run_dir)
         info.update(getattr(module, "diagnostics", {}))
+        if detector.diverged_step is not None:
+            status, diverged_step = "diverged", detector.diverged_step
+            info["diverged_reason"] = detector.reason
     elif cfg.stage != "evaluate":
         raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
 
     rows = []
     is_rank_zero = int(__import__("os").environ.get("RANK", "0")) == 0
     if is_rank_zero:
-        from splade_exp.stages.evaluate import evaluate_encoder
+        from splade_exp.stages.evaluate import evaluate_encoder, parse_grid
 
         ensure_bm25(cfg, collection)
         device = _device(cfg)
         encoder.to(device)
-        rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
-                                cfg.data.query_max_length, cfg.data.doc_max_length, cfg.trainer.eval_batch_size, device)
+        if status == "diverged":  # no meaningful vectors: one row per grid point, metrics missing
+            rows = [{"qk": qk, "dk": dk} for qk, dk in parse_grid(cfg.prune.grid)]
+        else:
+            rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
+                                    cfg.data.query_max_length, cfg.data.doc_max_length,
+                                    cfg.trainer.eval_batch_size, device)
     common = {
         "run_id": rid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,

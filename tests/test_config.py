@@ -9,7 +9,7 @@ from conftest import CONF, compose_cfg
 # Choices that need a value the user must give on the command line.
 REQUIRED = {
     ("data", "beir"): ["data.path=/some/beir/dir"],
-    ("backbone", "hf"): ["backbone.name_or_path=/some/model/dir"],
+    ("backbone", "local"): ["backbone.name_or_path=/some/model/dir"],
 }
 SKIP_GROUPS = {"experiment", "hydra"}
 
