@@ -1,0 +1,5 @@
+"""``python -m splade_exp.analysis RESULTS_DIR [--out OUT_DIR]``: write the results report."""
+from .report import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
