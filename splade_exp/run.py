@@ -74,8 +74,9 @@ def load_backbone(cfg: DictConfig, collection):
         return load_masked_lm(b.name_or_path)
     from splade_exp.stages.backbone_mlm import build_tiny_backbone
 
-    key = {"backbone": b, "data": cfg.data.source, "seed": cfg.seed}
-    path = artifacts.artifact(cfg.paths.artifacts_dir, "backbone", b.name, key,
+    # keyed on what the build uses (not the choice's name): tiny and tiny_inflated share it
+    key = {"tokenizer": b.tokenizer, "config": b.config, "mlm": b.mlm, "data": cfg.data.source, "seed": cfg.seed}
+    path = artifacts.artifact(cfg.paths.artifacts_dir, "backbone", "built", key,
                               lambda out: build_tiny_backbone(out, b, cfg.trainer, collection, cfg.seed))
     return load_masked_lm(str(path))
 

@@ -1,0 +1,75 @@
+"""Unigram vocabulary selection and EMLM label construction, on hand-written toy text."""
+import pytest
+import torch
+
+from splade_exp.data.masking import IGNORE, WholeWordMaskCollator, split_words
+from splade_exp.vocab.unigram import count_words, read_vocab, select_unigrams, write_vocab
+from vocab_toys import toy_tokenizer
+
+TEXTS = ["The cat sat.", "the CAT", "Café café cafe", "!!! ..."]
+
+
+def test_words_are_the_tokenizers_normalised_words():
+    tok = toy_tokenizer()
+    assert split_words(tok, "Café CAT!") == ["cafe", "cat", "!"]
+
+
+def test_ranking_by_frequency_ties_by_word_punctuation_dropped():
+    counts = count_words(toy_tokenizer(), TEXTS)
+    # by hand: cafe 3, the 2, cat 2, sat 1, "." 4 and "!" 3 (no alphanumeric character: dropped)
+    assert counts["cafe"] == 3 and counts["the"] == 2 and counts["cat"] == 2 and counts["."] == 4
+    assert select_unigrams(counts, 4) == ["cafe", "cat", "the", "sat"]  # cat < the on the tie
+    assert select_unigrams(counts, 2) == ["cafe", "cat"]
+
+
+def test_size_above_distinct_words_names_the_key_and_the_count():
+    counts = count_words(toy_tokenizer(), TEXTS)
+    with pytest.raises(ValueError, match=r"vocab\.size=5 .*\(4\)"):
+        select_unigrams(counts, 5)
+
+
+def test_vocab_file_round_trip(tmp_path):
+    counts = count_words(toy_tokenizer(), TEXTS)
+    write_vocab(tmp_path, ["cafe", "cat"], counts)
+    assert (tmp_path / "vocab.tsv").read_text() == "cafe\t3\ncat\t2\n"
+    assert read_vocab(tmp_path) == ["cafe", "cat"]
+
+
+def test_unigram_labels_with_every_word_masked():
+    tok = toy_tokenizer()
+    # "the cats sat": [CLS] the cat ##s sat [SEP] = 2 5 6 10 7 3; "cats" is not in U
+    collate = WholeWordMaskCollator(tok, 16, {"the": 0, "sat": 1}, mask_rate=1.0, mask_token_prob=1.0,
+                                    random_token_prob=0.0)
+    out = collate(["The cats sat", "sat"])
+    assert out["input_ids"].tolist() == [[2, 4, 4, 4, 4, 3], [2, 4, 3, 0, 0, 0]]
+    assert out["labels"].tolist() == [[IGNORE, 0, IGNORE, IGNORE, 1, IGNORE],
+                                      [IGNORE, 1, IGNORE, IGNORE, IGNORE, IGNORE]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
+
+
+def test_wordpiece_labels_label_every_piece():
+    collate = WholeWordMaskCollator(toy_tokenizer(), 16, None, mask_rate=1.0, mask_token_prob=1.0,
+                                    random_token_prob=0.0)
+    out = collate(["The cats sat"])
+    assert out["labels"].tolist() == [[IGNORE, 5, 6, 10, 7, IGNORE]]
+
+
+def test_masking_is_whole_word_and_labels_sit_on_first_pieces():
+    collate = WholeWordMaskCollator(toy_tokenizer(), 32, {"cats": 0, "the": 1}, mask_rate=0.5,
+                                    mask_token_prob=1.0, random_token_prob=0.0, seed=3)
+    # [CLS] the cat ##s sat on the mat . [SEP]
+    words = {1: [1], 2: [2, 3], 4: [4], 5: [5], 6: [6], 7: [7], 8: [8]}
+    label_of = {1: 1, 2: 0, 6: 1}  # first piece -> id in U; sat, on, mat, "." are not in U
+    out = collate(["the cats sat on the mat ."] * 16)
+    seen_masked = set()
+    for row, labels in zip(out["input_ids"], out["labels"]):
+        masked = row == 4
+        for first, pieces in words.items():
+            assert len(set(masked[pieces].tolist())) == 1  # a word is masked whole or not at all
+            if masked[first]:
+                seen_masked.add(first)
+            expected = label_of.get(first, IGNORE) if masked[first] else IGNORE
+            assert labels[first].item() == expected
+        assert labels[3].item() == IGNORE  # "##s" never carries a label
+        assert masked.any()
+    assert len(seen_masked) > 3  # the seed does mask different words in different rows
