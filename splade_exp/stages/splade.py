@@ -1,7 +1,26 @@
 """SPLADE fine-tuning: in-batch negatives cross-entropy + a sparsity regulariser.
 
 The regulariser and the in-batch negatives see the *global* batch: under data parallelism the
-pooled vectors are all-gathered with gradients, so λ does not depend on the per-device batch size.
+pooled vectors are all-gathered with gradients, so λ does not depend on the per-device batch size
+and a run on W devices computes what one process computes on the concatenated batch.
+
+Why the gradients come out right (W ranks, rank r holds queries q_r and documents d_r):
+
+- Single process, global batch: ``L = mean_i CE_i + R(Q, D)`` over all W·B queries.
+- Rank r computes ``L_r = mean_{i in r} CE_i(q_i, D_all) + R(Q_all, D_all)``; queries stay local,
+  documents (and both sides of the regulariser) are gathered with ``all_gather(sync_grads=True)``.
+- The gather's backward sums, over ranks, the gradients of every rank's loss with respect to the
+  local rows; DDP then averages parameter gradients over the W ranks. The ranking term therefore
+  becomes ``(1/W) Σ_r mean_{i in r} CE_i = mean_i CE_i``, and the regulariser, computed identically
+  on every rank, is counted W times by the gather's sum and divided by W by DDP's average: once.
+  No extra loss scaling is needed. The *logged* loss is averaged over ranks (``sync_dist``) so it is
+  the global-batch value too.
+
+Requirements: every rank has the same number of queries and documents per step (the training
+loader drops the last partial batch; the distributed sampler pads the epoch), and documents are
+laid out [positives | negatives] per rank, so query i of rank r has its positive at row
+``r·N_d + i`` of the gathered documents. Duplicate documents anywhere in the global batch are
+recognised by ``doc_keys`` and never used as a negative for a query whose positive they copy.
 """
 from __future__ import annotations
 
@@ -53,12 +72,22 @@ class SpladeModule(L.LightningModule):
         if joint_docs not in ("all", "positives"):
             raise ValueError(f"loss.joint_docs must be 'all' or 'positives', got {joint_docs!r}")
         self.encoder = encoder
-        self.save_hyperparameters(ignore=["encoder"])
+        # not sent to the logger: run() logs the whole resolved config once
+        self.save_hyperparameters(ignore=["encoder"], logger=False)
 
-    def _gather(self, x: torch.Tensor) -> torch.Tensor:
-        if self.trainer is None or self.trainer.world_size == 1:
+    @property
+    def _world(self) -> tuple[int, int]:
+        """(global rank, world size); (0, 1) outside a trainer."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _gather(self, x: torch.Tensor, grads: bool = True) -> torch.Tensor:
+        """Rows of every rank, rank-major: (W·n, ...). With ``grads`` the backward pass reaches every rank."""
+        if self._world[1] == 1:
             return x
-        return self.all_gather(x, sync_grads=True).flatten(0, 1)
+        return self.all_gather(x, sync_grads=grads).flatten(0, 1)
 
     def lambdas(self) -> tuple[float, float]:
         hp, t = self.hparams, self.global_step
@@ -73,13 +102,10 @@ class SpladeModule(L.LightningModule):
         d = self.encoder(batch["d_input_ids"], batch["d_attention_mask"], topk=hp.topk_d)
         n_pos = q.shape[0]
         q_all, d_all = self._gather(q), self._gather(d)
-        keys_all = self._gather(batch["doc_keys"])
-        rank = 0 if self.trainer is None else self.trainer.global_rank
-        world = 1 if self.trainer is None else self.trainer.world_size
-        if world > 1:  # positives of rank r sit at rows [r*Nd, r*Nd + n_pos) of the gathered docs
-            pos_index = batch["pos_index"] + rank * d.shape[0]
-        else:
-            pos_index = batch["pos_index"]
+        keys_all = self._gather(batch["doc_keys"], grads=False)
+        rank, _ = self._world
+        # positives of rank r sit at rows [r*Nd, r*Nd + n_pos) of the gathered documents
+        pos_index = batch["pos_index"] + rank * d.shape[0]
         rank_loss = ranking_loss(q, d_all, pos_index, keys_all)
         flops_q, flops_d = R.flops(q_all), R.flops(d_all)
         lam_q, lam_d = self.lambdas()
@@ -106,8 +132,11 @@ class SpladeModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         out = self.compute_loss(batch)
         n = batch["q_input_ids"].shape[0]
+        # loss and rank_loss are per-rank means over local queries: average them over ranks to
+        # log the global-batch value; the other terms are already computed on the global batch.
         for key in ("loss", "rank_loss", "flops_q", "flops_d", "l0_q", "l0_d"):
-            self.log(f"train/{key}", out[key], prog_bar=key in ("loss", "l0_q", "l0_d"), batch_size=n)
+            self.log(f"train/{key}", out[key], prog_bar=key in ("loss", "l0_q", "l0_d"), batch_size=n,
+                     sync_dist=key in ("loss", "rank_loss"))
         if "jflops" in out:
             self.log("train/jflops", out["jflops"], batch_size=n)
         self.log("train/lambda_q", out["lambda_q"], batch_size=n)
