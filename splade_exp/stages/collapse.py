@@ -38,7 +38,9 @@ class CollapseDetector(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = self._batch_step  # optimizer steps taken before this batch
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not math.isfinite(float(loss)):
+        bad = loss is not None and not math.isfinite(float(loss))
+        # every rank must stop at the same step (the loss is per rank; the L0s below are global)
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
             return self._stop(trainer, step, "non-finite loss")
         if step % self.check_every:
             return

@@ -1,5 +1,11 @@
 """Evaluation: encode the corpus and the queries once, then for every (qk, dk) of the pruning grid
-prune, index, retrieve exactly, and measure effectiveness and cost (METHOD §3)."""
+prune, index, retrieve exactly, and measure effectiveness and cost (METHOD §3).
+
+Under data parallelism (a process group is up, e.g. after DDP training in srun tasks) every rank
+encodes a contiguous shard of the corpus and of the queries and rank 0 gathers the shards in order:
+the metrics need the whole collection (FLOPS and posting lists over the whole index, ranks among
+all documents), so they are computed on rank 0 only, and the other ranks return no rows.
+"""
 from __future__ import annotations
 
 import logging
@@ -35,6 +41,36 @@ def encode(encoder: SpladeEncoder, tokenizer, texts: list[str], max_length: int,
     return stacked[inverse]
 
 
+def distributed_world() -> tuple[int, int]:
+    """(rank, world size) of the default process group; without one, (``RANK`` or 0, 1)."""
+    import os
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), 1
+
+
+def encode_sharded(encoder: SpladeEncoder, tokenizer, texts: list[str], max_length: int, batch_size: int = 128,
+                   device: torch.device | str = "cpu") -> sp.csr_matrix | None:
+    """:func:`encode` split over the ranks of the process group: the whole matrix on rank 0, None elsewhere.
+
+    Rank r encodes texts ``[r·n/W, (r+1)·n/W)``; the shards are gathered to rank 0 as CSR matrices
+    (only the non-zeros travel) and stacked in rank order, so row i is ``texts[i]`` as with one process.
+    """
+    import torch.distributed as dist
+
+    rank, world = distributed_world()
+    if world == 1:
+        return encode(encoder, tokenizer, texts, max_length, batch_size, device)
+    bounds = np.linspace(0, len(texts), world + 1).astype(int)
+    shard = encode(encoder, tokenizer, texts[bounds[rank] : bounds[rank + 1]], max_length, batch_size, device)
+    shards = [None] * world if rank == 0 else None
+    dist.gather_object(shard, shards, dst=0)
+    return sp.vstack(shards).tocsr() if rank == 0 else None
+
+
 def parse_grid(grid) -> list[tuple[int, int]]:
     """Validate ``prune.grid``: a list of [qk, dk] pairs of non-negative integers."""
     points = []
@@ -65,11 +101,17 @@ def pruning_rows(q: sp.csr_matrix, d: sp.csr_matrix, query_ids: list[str], doc_i
 
 def evaluate_encoder(encoder: SpladeEncoder, tokenizer, collection, split: str, grid, query_max_length: int,
                      doc_max_length: int, batch_size: int = 128, device="cpu") -> list[dict]:
+    """Rows of the pruning grid. Under a process group every rank must call it; rank 0 gets the rows,
+    the other ranks an empty list."""
+    points = parse_grid(grid)  # bad grids fail before any encoding
     qrels = collection.split(split)
     query_ids = [qid for qid in qrels if qid in collection.queries]
     doc_ids = list(collection.corpus)
     t0 = time.perf_counter()
-    d = encode(encoder, tokenizer, [collection.corpus[i] for i in doc_ids], doc_max_length, batch_size, device)
-    q = encode(encoder, tokenizer, [collection.queries[i] for i in query_ids], query_max_length, batch_size, device)
+    d = encode_sharded(encoder, tokenizer, [collection.corpus[i] for i in doc_ids], doc_max_length, batch_size, device)
+    q = encode_sharded(encoder, tokenizer, [collection.queries[i] for i in query_ids], query_max_length, batch_size,
+                       device)
+    if d is None:  # not rank 0: the shards are on rank 0
+        return []
     log.info("encoded %d documents and %d queries in %.1fs", len(doc_ids), len(query_ids), time.perf_counter() - t0)
-    return pruning_rows(q, d, query_ids, doc_ids, qrels, parse_grid(grid))
+    return pruning_rows(q, d, query_ids, doc_ids, qrels, points)

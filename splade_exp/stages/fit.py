@@ -1,22 +1,48 @@
-"""Building Lightning trainers and data loaders from the ``trainer`` config group."""
+"""Building Lightning trainers and data loaders from the ``trainer`` config group.
+
+SPLADE fine-tuning reads its data as *global* batches (:class:`GlobalBatchSampler`): the sequence
+of global batches depends only on the dataset, ``trainer.batch_size`` and the seed, never on the
+number of processes, and rank r of W takes rows ``[r·B/W, (r+1)·B/W)`` of each. With the gathers of
+:mod:`splade_exp.stages.splade` a run therefore computes the same thing on 1 or W devices, and
+``trainer.devices`` can stay out of the run id. The stream starts at the batch the restored global
+step points to, so a run resumed from ``last.ckpt`` sees exactly the batches an uninterrupted run
+would have seen next.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from splade_exp.io import atomic_path
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary sibling and renamed into place: a job killed while saving
+    leaves the previous ``last.ckpt`` intact, never a truncated one."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def make_trainer(tcfg, root_dir: Path, max_steps: int, logger=False, callbacks=(), checkpoint_every: int | None = None,
-                 val_check_interval=None) -> L.Trainer:
-    """A step-bounded trainer. With ``checkpoint_every`` it saves ``last.ckpt`` periodically."""
+                 val_check_interval=None, use_distributed_sampler: bool = True) -> L.Trainer:
+    """A step-bounded trainer. With ``checkpoint_every`` it saves ``last.ckpt`` periodically.
+
+    ``use_distributed_sampler=False`` when the loader already gives each rank its own rows
+    (:class:`GlobalBatchData`); otherwise Lightning shards the loader with a ``DistributedSampler``.
+    """
     callbacks = list(callbacks)
     if checkpoint_every:
         callbacks.append(ModelCheckpoint(dirpath=root_dir / "checkpoints", save_last=True, save_top_k=0,
                                          every_n_train_steps=checkpoint_every))
-    plugins = []
+    plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         # submitit owns requeueing (it handles USR2 and resubmits); Lightning must not also.
         plugins.append(SLURMEnvironment(auto_requeue=False))
@@ -37,16 +63,75 @@ def make_trainer(tcfg, root_dir: Path, max_steps: int, logger=False, callbacks=(
         default_root_dir=str(root_dir),
         logger=logger,
         callbacks=callbacks,
-        plugins=plugins or None,
+        plugins=plugins,
         val_check_interval=val_check_interval,
         limit_val_batches=None if val_check_interval else 0,
         num_sanity_val_steps=0,
+        use_distributed_sampler=use_distributed_sampler,
     )
 
 
 def loader(dataset: Dataset, batch_size: int, collate, shuffle: bool, num_workers: int, seed: int) -> DataLoader:
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, num_workers=num_workers,
                       drop_last=shuffle, generator=g, persistent_workers=num_workers > 0)
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """An endless stream of global batches of ``batch_size`` rows; this rank's slice of each.
+
+    Global batch t (counted from the start of training) is rows ``[p·B, (p+1)·B)`` of the
+    permutation of epoch e, where ``e, p = divmod(t, len(dataset) // B)`` (the last partial batch of
+    an epoch is dropped) and the permutation depends only on ``(seed, e)``. Rank r of W yields rows
+    ``[r·B/W, (r+1)·B/W)`` of it. Iteration starts at global batch ``start``.
+    """
+
+    def __init__(self, n_items: int, batch_size: int, seed: int = 0, shuffle: bool = True, start: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"trainer.batch_size={batch_size} is the global batch: it must be divisible by the "
+                             f"number of processes (trainer.devices x trainer.num_nodes = {world_size})")
+        if n_items < batch_size:
+            raise ValueError(f"trainer.batch_size={batch_size} exceeds the {n_items} training examples")
+        self.n_items, self.batch_size, self.seed, self.shuffle = n_items, batch_size, seed, shuffle
+        self.start, self.rank, self.world_size = start, rank, world_size
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n_items)
+        return torch.randperm(self.n_items, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    def __iter__(self):
+        per_rank, n_batches = self.batch_size // self.world_size, self.n_items // self.batch_size
+        t, epoch, order = self.start, None, None
+        while True:
+            e, p = divmod(t, n_batches)
+            if e != epoch:
+                epoch, order = e, self._order(e)
+            rows = order[p * self.batch_size : (p + 1) * self.batch_size]
+            yield rows[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
+            t += 1
+
+
+class GlobalBatchData(L.LightningDataModule):
+    """Training data as global batches of ``batch_size`` examples, split over the trainer's ranks.
+
+    ``train_dataloader()`` runs in every rank after the checkpoint has been restored, so it knows
+    the rank, the world size and how many batches the run has already consumed
+    (``global_step × accumulate_grad_batches``).
+    """
+
+    def __init__(self, dataset: Dataset, collate, batch_size: int, seed: int = 0, num_workers: int = 0,
+                 shuffle: bool = True) -> None:
+        super().__init__()
+        self.dataset, self.collate, self.batch_size = dataset, collate, batch_size
+        self.seed, self.num_workers, self.shuffle = seed, num_workers, shuffle
+
+    def loader(self, rank: int = 0, world_size: int = 1, start: int = 0) -> DataLoader:
+        sampler = GlobalBatchSampler(len(self.dataset), self.batch_size, self.seed, self.shuffle, start, rank, world_size)
+        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        t = self.trainer
+        return self.loader(t.global_rank, t.world_size, start=t.global_step * t.accumulate_grad_batches)

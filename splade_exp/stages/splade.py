@@ -74,6 +74,8 @@ class SpladeModule(L.LightningModule):
         self.encoder = encoder
         # not sent to the logger: run() logs the whole resolved config once
         self.save_hyperparameters(ignore=["encoder"], logger=False)
+        self.diagnostics: dict = {}  # head diagnostics at initialisation (kept in checkpoints)
+        self.resumed_from_step: int | None = None  # the checkpoint's global step when resumed
 
     @property
     def _world(self) -> tuple[int, int]:
@@ -125,6 +127,13 @@ class SpladeModule(L.LightningModule):
         out["reg"] = reg
         out["loss"] = rank_loss + reg
         return out
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["head_diagnostics"] = dict(self.diagnostics)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.resumed_from_step = int(checkpoint["global_step"])
+        self.diagnostics = dict(checkpoint.get("head_diagnostics", {}))
 
     def on_train_start(self) -> None:
         self.encoder.train()  # from_pretrained leaves models in eval mode (dropout off)
