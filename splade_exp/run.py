@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from splade_exp import artifacts
 from splade_exp.data.collection import load_beir
 from splade_exp.hashing import config_hash, drop_keys
+from splade_exp.launch import PreemptionCheckpoint, prepare_process
 from splade_exp.results import flatten, make_frame, read_results, write_results
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,10 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path)
     c = t.collapse
     detector = CollapseDetector(encoder.vocab_size, patience=c.patience, check_every=c.check_every,
                                 active_fraction=c.active_fraction, inject_nan_at_step=c.inject_nan_at_step)
-    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=[detector],
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=[detector, PreemptionCheckpoint(last)],
                            checkpoint_every=t.checkpoint_every_n_steps)
     train_loader = loader(dataset, t.batch_size, collate, True, t.num_workers, cfg.seed)
-    last = run_dir / "checkpoints" / "last.ckpt"
     if not last.exists():  # head diagnostics at initialisation, on the first training batch
         first = next(iter(train_loader))
         module.diagnostics = init_diagnostics(encoder, first["d_input_ids"], first["d_attention_mask"])
@@ -130,6 +131,7 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path)
 
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Run one experiment; returns (and writes) its result rows. Finished runs are skipped."""
+    prepare_process(cfg)
     rid = run_id(cfg)
     out = results_path(cfg, rid)
     if out.exists() and not cfg.force:

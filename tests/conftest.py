@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 
 from splade_exp.cli import register_resolvers
 
@@ -17,12 +19,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def compose_cfg(overrides: list[str], root: Path | None = None):
+def compose_cfg(overrides: list[str], root: Path | None = None, hydra_node: bool = False):
+    """The job's config as the CLI composes it; like inside a job, ``${hydra:...}`` resolves
+    (launcher profiles tie ``trainer.devices`` to ``hydra.launcher.tasks_per_node``).
+    ``hydra_node=True`` keeps the ``hydra`` node (launcher, sweeper) in the result."""
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         extra = [f"paths.root={root}"] if root is not None else []
-        return compose(config_name="config", overrides=[*overrides, *extra], return_hydra_config=False)
+        cfg = compose(config_name="config", overrides=[*overrides, *extra], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    if not hydra_node:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
 
 
 @pytest.fixture
