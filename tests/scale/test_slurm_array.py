@@ -1,0 +1,154 @@
+"""A real Slurm: a two-job sweep through Hydra's submitit launcher runs as one job array, and the
+task that gets the pre-timeout signal saves last.ckpt, is requeued by submitit and resumes from it.
+
+Slurm comes from scripts/setup_slurm.sh (a single-node cluster from Debian's packages), which this
+module runs when it is not up or its configuration is stale; the module skips only where that
+cannot work (not root, or neither apt-get nor Slurm). The sweep goes through the real command
+line in a subprocess, as a user would launch it, with this test's own runs root.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import compose_cfg
+from splade_exp.run import run_id
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = ROOT / "scripts" / "setup_slurm.sh"
+STEPS = 40  # long enough to signal task 0 between its step-5 checkpoint and the end of training
+JOB = ["+experiment=smoke", "logger=none", f"trainer.max_steps={STEPS}", "trainer.checkpoint_every_n_steps=5"]
+GRID = "head.k=1,2"  # task 0: k=1, task 1: k=2 (Hydra's grid order)
+DEADLINE_S = 900
+
+
+def _slurm_answers() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return False
+    return out.returncode == 0 and any(s.startswith(("idle", "mixed", "alloc")) for s in out.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A responsive Slurm; installed and started by scripts/setup_slurm.sh where possible."""
+    if os.geteuid() != 0:
+        if _slurm_answers():
+            return
+        pytest.skip("Slurm is not running and setting it up needs root (scripts/setup_slurm.sh)")
+    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        pytest.skip("no apt-get to install slurm-wlm and munge, and no Slurm installed")
+    done = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, f"scripts/setup_slurm.sh failed:\n{done.stdout}\n{done.stderr}"
+    assert _slurm_answers(), "setup_slurm.sh succeeded but sinfo shows no usable node"
+
+
+def _scontrol(job: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30)
+    return out.stdout
+
+
+def _wait_for(predicate, what: str, deadline: float, proc: subprocess.Popen, log: Path):
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended (rc={proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def sweep(slurm, tmp_path_factory):
+    """Launch the sweep, signal task 0 once it has a checkpoint, wait for the launcher to return."""
+    root = tmp_path_factory.mktemp("slurm")
+    rids = [run_id(compose_cfg([*JOB, f"head.k={k}"], root)) for k in (1, 2)]
+    env = {**os.environ, "SPLADE_EXP_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+           "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "splade_exp", *JOB, GRID, "launcher=slurm", "-m", "trainer.accelerator=cpu",
+           f"hydra.sweep.dir={root}/sweep", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
+           "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
+    log = root / "launcher.log"
+    t0 = time.time()
+    deadline = t0 + DEADLINE_S
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    submitit = root / "sweep" / ".submitit"
+    array = None
+    try:
+        script = _wait_for(lambda: next(submitit.glob("*/*_submission.sh"), None), "the submission", deadline, proc,
+                           log)
+        array = script.parent.name
+        ckpt = root / "runs" / rids[0] / "checkpoints" / "last.ckpt"
+        _wait_for(ckpt.exists, "task 0's first checkpoint", deadline, proc, log)
+        subprocess.run(["scancel", "--signal=USR2", f"{array}_0"], check=True, timeout=30)
+        # Slurm holds a requeued job ~2 minutes before it is eligible again; release it now.
+        _wait_for(lambda: "JobState=PENDING" in _scontrol(f"{array}_0"), "task 0 to be requeued", deadline, proc, log)
+        subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now"], check=True, timeout=30)
+        proc.wait(timeout=max(deadline - time.time(), 1))
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+        if array:
+            subprocess.run(["scancel", array], timeout=30)
+        raise
+    return {"root": root, "rids": rids, "array": array, "rc": proc.returncode, "log": log, "script": script,
+            "wall_s": time.time() - t0}
+
+
+def test_the_sweep_ran_as_one_job_array(sweep):
+    assert sweep["rc"] == 0, sweep["log"].read_text()[-4000:]
+    array = sweep["array"]
+    assert re.fullmatch(r"\d+", array)
+    script = sweep["script"].read_text()
+    assert "#SBATCH --array=0-1" in script
+    assert "#SBATCH --signal=USR2@" in script
+    assert "srun --unbuffered" in script and sys.executable in script, "the jobs run with the launching python"
+    tasks = {m for m in re.findall(rf"ArrayJobId={array} ArrayTaskId=(\d+)", _scontrol(array))}
+    assert tasks == {"0", "1"}, _scontrol(array)
+    for task in (0, 1):
+        assert (sweep["root"] / "sweep" / ".submitit" / f"{array}_{task}" / f"{array}_{task}_0_result.pkl").exists()
+    print(f"slurm sweep wall time: {sweep['wall_s']:.0f} s (array {array})")
+
+
+def test_both_results_complete_and_not_duplicated(sweep):
+    results = sweep["root"] / "results" / "smoke"
+    files = {p.stem for p in results.glob("*.parquet") if not p.name.startswith("bm25-")}
+    assert files == set(sweep["rids"])
+    for rid, k in zip(sweep["rids"], (1, 2)):
+        frame = pd.read_parquet(results / f"{rid}.parquet")
+        assert len(frame) == 4 and (frame.status == "completed").all()
+        assert (frame.run_id == rid).all() and (frame.head_k == k).all()
+        assert frame["mrr@10"].between(0, 1).all()
+
+
+def test_the_signalled_task_saved_was_requeued_and_resumed(sweep):
+    array, root = sweep["array"], sweep["root"]
+    ckpt = root / "runs" / sweep["rids"][0] / "checkpoints" / "last.ckpt"
+    out = (root / "sweep" / ".submitit" / f"{array}_0" / f"{array}_0_0_log.out").read_text()
+    saved = re.search(rf"saved {re.escape(str(ckpt))} at step (\d+); handing over", out)
+    assert saved, out[-4000:]
+    assert 5 <= int(saved[1]) < STEPS, "saved mid-training, at the step the signal arrived"
+    order = [saved.start(), out.index(f"Requeued job {array}_0"),
+             out.index(f"Restoring states from the checkpoint path at {ckpt}"), out.index("Job completed successfully")]
+    assert order == sorted(order), "save, requeue, then the requeued task resumes from that checkpoint"
+    assert "Restarts=1" in _scontrol(f"{array}_0")
+    assert "Restarts=0" in _scontrol(f"{array}_1")
+    untouched = (root / "sweep" / ".submitit" / f"{array}_1" / f"{array}_1_0_log.out").read_text()
+    assert "Restoring states" not in untouched
