@@ -28,11 +28,19 @@ def _package_path(package: str, subdir: str = "") -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / subdir)
 
 
+def _wandb_offline() -> bool:
+    from splade_exp.tracking import wandb_offline
+
+    return wandb_offline()
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", _project_root)
     if not OmegaConf.has_resolver("package_path"):
         OmegaConf.register_new_resolver("package_path", _package_path)
+    if not OmegaConf.has_resolver("wandb_offline"):  # conf/logger/wandb.yaml
+        OmegaConf.register_new_resolver("wandb_offline", _wandb_offline)
 
 
 register_resolvers()

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from splade_exp import artifacts
+from splade_exp import artifacts, tracking
 from splade_exp.data.collection import load_beir
 from splade_exp.hashing import config_hash, drop_keys
 from splade_exp.launch import PreemptionCheckpoint, prepare_process
@@ -98,11 +98,11 @@ def build_encoder(cfg: DictConfig, collection):
     return encoder, tokenizer, info
 
 
-def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path):
+def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path, logger=False):
     from splade_exp.data.training import PairCollator, PairDataset
     from splade_exp.models.head_scale import init_diagnostics
     from splade_exp.stages.collapse import CollapseDetector
-    from splade_exp.stages.fit import loader, make_trainer
+    from splade_exp.stages.fit import GlobalBatchData, make_trainer
     from splade_exp.stages.splade import SpladeModule
 
     t, loss, d = cfg.trainer, cfg.loss, cfg.data
@@ -114,18 +114,20 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path)
     )
     dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed)
     collate = PairCollator(tokenizer, d.query_max_length, d.doc_max_length)
-    logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger.get("_target_") else False
     c = t.collapse
     detector = CollapseDetector(encoder.vocab_size, patience=c.patience, check_every=c.check_every,
                                 active_fraction=c.active_fraction, inject_nan_at_step=c.inject_nan_at_step)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=[detector, PreemptionCheckpoint(last)],
-                           checkpoint_every=t.checkpoint_every_n_steps)
-    train_loader = loader(dataset, t.batch_size, collate, True, t.num_workers, cfg.seed)
-    if not last.exists():  # head diagnostics at initialisation, on the first training batch
-        first = next(iter(train_loader))
+                           checkpoint_every=t.checkpoint_every_n_steps, use_distributed_sampler=False)
+    # trainer.batch_size is the global batch: each rank trains on its slice (stages/fit.py)
+    data = GlobalBatchData(dataset, collate, t.batch_size, cfg.seed, t.num_workers)
+    if not last.exists():  # head diagnostics at initialisation, on the first global batch
+        first = next(iter(data.loader()))
         module.diagnostics = init_diagnostics(encoder, first["d_input_ids"], first["d_attention_mask"])
-    trainer.fit(module, train_loader, ckpt_path=str(last) if last.exists() else None)
+    else:  # resumes the step count, the lambda ramp, the optimizer and the data stream
+        log.info("resuming from %s", last)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     return module, trainer, detector
 
 
@@ -137,40 +139,56 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     if out.exists() and not cfg.force:
         log.info("run %s already finished: %s", rid, out)
         return read_results(out)
-    L.seed_everything(cfg.seed, workers=True)
-    t0 = time.time()
     run_dir = Path(cfg.paths.runs_dir) / rid
     run_dir.mkdir(parents=True, exist_ok=True)
+    logger = tracking.make_logger(cfg, rid, run_dir)
+    failed = True
+    try:
+        frame = _run(cfg, rid, out, run_dir, logger)
+        failed = False
+        return frame
+    finally:  # one W&B run per job, also when the job fails
+        tracking.finish(failed)
+
+
+def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.DataFrame:
+    L.seed_everything(cfg.seed, workers=True)
+    t0 = time.time()
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tracking.log_config(logger, cfg, rid)
     artifacts.built.clear()
     log.info("run %s in %s", rid, run_dir)
 
     collection = load_collection(cfg)
     encoder, tokenizer, info = build_encoder(cfg, collection)
-    status, diverged_step = "completed", None
+    status, diverged_step, step = "completed", None, 0
     if cfg.stage == "train":
-        module, trainer, detector = train_splade(cfg, encoder, tokenizer, collection, run_dir)
-        info.update(getattr(module, "diagnostics", {}))
+        module, trainer, detector = train_splade(cfg, encoder, tokenizer, collection, run_dir, logger)
+        info.update(module.diagnostics)
+        info["resumed_from_step"] = module.resumed_from_step  # None: trained from the start
+        step = trainer.global_step
         if detector.diverged_step is not None:
             status, diverged_step = "diverged", detector.diverged_step
             info["diverged_reason"] = detector.reason
     elif cfg.stage != "evaluate":
         raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
 
-    rows = []
-    is_rank_zero = int(__import__("os").environ.get("RANK", "0")) == 0
-    if is_rank_zero:
-        from splade_exp.stages.evaluate import evaluate_encoder, parse_grid
+    from splade_exp.stages.evaluate import distributed_world, evaluate_encoder, parse_grid
 
+    # Rank 0 computes the metrics and writes the results. Under a process group (DDP in srun tasks)
+    # every rank encodes a shard of the collection for it; without one, the other ranks stop here.
+    rows = []
+    rank, world = distributed_world()
+    if rank == 0:
         ensure_bm25(cfg, collection)
+    if status == "diverged":  # no meaningful vectors: one row per grid point, metrics missing
+        rows = [{"qk": qk, "dk": dk} for qk, dk in parse_grid(cfg.prune.grid)] if rank == 0 else []
+    elif rank == 0 or world > 1:
         device = _device(cfg)
         encoder.to(device)
-        if status == "diverged":  # no meaningful vectors: one row per grid point, metrics missing
-            rows = [{"qk": qk, "dk": dk} for qk, dk in parse_grid(cfg.prune.grid)]
-        else:
-            rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
-                                    cfg.data.query_max_length, cfg.data.doc_max_length,
-                                    cfg.trainer.eval_batch_size, device)
+        rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
+                                cfg.data.query_max_length, cfg.data.doc_max_length,
+                                cfg.trainer.eval_batch_size, device)
     common = {
         "run_id": rid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
@@ -181,7 +199,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         **flatten(drop_keys(cfg, ("paths", "hydra", "launcher", "logger"))),
     }
     frame = make_frame(rows, common)
-    if is_rank_zero:
+    if rank == 0:
         write_results(out, frame)
         log.info("wrote %d rows to %s", len(frame), out)
+        tracking.log_results(logger, frame, step)
     return frame
