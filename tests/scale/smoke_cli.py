@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+RANK_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
+            "MASTER_PORT")
 
 
 def shared_artifacts(tmp_path_factory) -> Path:
@@ -16,8 +18,10 @@ def shared_artifacts(tmp_path_factory) -> Path:
 
 def launch(args: list[str], root: Path, artifacts: Path, log: Path, **env) -> subprocess.Popen:
     """``python -m splade_exp ARGS`` with ``SPLADE_EXP_ROOT=root``; output appended to ``log``."""
-    environ = {**os.environ, "SPLADE_EXP_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
-               "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **env}
+    # a plain local job: no rank or cluster variables inherited from the test process
+    environ = {k: v for k, v in os.environ.items() if k not in RANK_ENV and not k.startswith(("SLURM_", "SUBMITIT_"))}
+    environ.update({"SPLADE_EXP_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+                    "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **env})
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "splade_exp", *args, f"paths.artifacts_dir={artifacts}"],
                                 cwd=REPO, env=environ, stdout=out, stderr=subprocess.STDOUT)
