@@ -124,7 +124,7 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
-                      NODE_RANK="0", LOCAL_RANK=str(rank))
+                      NODE_RANK="0", LOCAL_RANK=str(rank), RANK=str(rank))
     out = Path(out)
     init_state = torch.load(out / "init.pt")
     result = {}

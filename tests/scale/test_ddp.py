@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 import ddp_worker as W
+from smoke_cli import RANK_ENV
 from splade_exp.stages.evaluate import encode
 from splade_exp.stages.fit import GlobalBatchSampler
 
@@ -50,9 +51,12 @@ def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     init = W.tiny_encoder().state_dict()
     torch.save(init, out / "init.pt")
-    mp.spawn(W.worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    with pytest.MonkeyPatch.context() as env:
+        for key in RANK_ENV:  # the reference is one plain process; the workers set their own
+            env.delenv(key, raising=False)
+        mp.spawn(W.worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+        one = {reg: W.train(reg, init, 1, out / "single") for reg in W.HP}
     two = torch.load(out / "ddp.pt", weights_only=False)  # holds a scipy matrix
-    one = {reg: W.train(reg, init, 1, out / "single") for reg in W.HP}
     return init, one, two
 
 

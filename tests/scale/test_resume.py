@@ -13,7 +13,7 @@ import torch
 import ddp_worker as W
 from conftest import compose_cfg
 from omegaconf import OmegaConf
-from smoke_cli import launch, shared_artifacts, tail
+from smoke_cli import RANK_ENV, launch, shared_artifacts, tail
 from splade_exp.run import results_path, run, run_id
 from splade_exp.stages.fit import GlobalBatchData, make_trainer
 from splade_exp.stages.splade import SpladeModule
@@ -47,7 +47,9 @@ def _fit(init: dict, root, stop_at: int, resume: bool = False):
     return module, batches.keys
 
 
-def test_resumed_fit_sees_the_next_batches_and_ends_where_an_uninterrupted_fit_ends(tmp_path):
+def test_resumed_fit_sees_the_next_batches_and_ends_where_an_uninterrupted_fit_ends(tmp_path, monkeypatch):
+    for key in RANK_ENV:  # one plain process
+        monkeypatch.delenv(key, raising=False)
     init = W.tiny_encoder().state_dict()
     straight, keys = _fit(init, tmp_path / "straight", 6)
     _, first = _fit(init, tmp_path / "killed", 2)  # stops mid-epoch (4 batches per epoch), after a checkpoint
