@@ -27,8 +27,10 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = ROOT / "scripts" / "setup_slurm.sh"
-STEPS = 40  # long enough to signal task 0 between its step-5 checkpoint and the end of training
-JOB = ["+experiment=smoke", "logger=none", f"trainer.max_steps={STEPS}", "trainer.checkpoint_every_n_steps=5"]
+STEPS = 25  # long enough to signal task 0 between its step-5 checkpoint and the end of training
+# the smoke experiment, lighter still: no backbone MLM warm-up, smaller batches
+JOB = ["+experiment=smoke", "logger=none", "backbone.mlm.steps=0", "trainer.batch_size=8",
+       f"trainer.max_steps={STEPS}", "trainer.checkpoint_every_n_steps=5"]
 GRID = "head.k=1,2"  # task 0: k=1, task 1: k=2 (Hydra's grid order)
 DEADLINE_S = 900
 
