@@ -98,7 +98,8 @@ LAUNCH_ENV = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", 
 @pytest.fixture
 def clean_env(monkeypatch):
     for key in LAUNCH_ENV:
-        monkeypatch.delenv(key, raising=False)  # restored (or removed again) after the test
+        monkeypatch.setenv(key, "")  # records the value before the test (or its absence) for teardown
+        monkeypatch.delenv(key)
     return monkeypatch
 
 
@@ -143,3 +144,8 @@ def test_sweeps_readme_job_counts_match_the_experiment_files(tmp_path):
     for name, jobs in table.items():
         plain = resolved([f"+experiment={name}"], tmp_path)
         assert sum(len(batch) for batch in grid_batches(plain)) == jobs, name
+
+
+def test_rank_variables_set_by_these_tests_are_gone():
+    """Runs last in this file: prepare_process exported rank variables inside clean_env tests only."""
+    assert not {"RANK", "LOCAL_RANK", "WORLD_SIZE", "SUBMITIT_EXECUTOR"} & set(os.environ)
