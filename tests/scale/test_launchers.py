@@ -93,6 +93,7 @@ def test_run_id_is_the_same_under_every_launcher(tmp_path):
 # --- who starts the ranks -------------------------------------------------------------------------
 LAUNCH_ENV = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE",
               "SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "SUBMITIT_EXECUTOR")
+ENV_BEFORE = {key: os.environ.get(key) for key in LAUNCH_ENV}
 
 
 @pytest.fixture
@@ -148,4 +149,4 @@ def test_sweeps_readme_job_counts_match_the_experiment_files(tmp_path):
 
 def test_rank_variables_set_by_these_tests_are_gone():
     """Runs last in this file: prepare_process exported rank variables inside clean_env tests only."""
-    assert not {"RANK", "LOCAL_RANK", "WORLD_SIZE", "SUBMITIT_EXECUTOR"} & set(os.environ)
+    assert {key: os.environ.get(key) for key in LAUNCH_ENV} == ENV_BEFORE
