@@ -13,12 +13,12 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from splade_exp import artifacts, tracking
-from splade_exp.data.collection import load_beir
+from splade_exp.checks import check_config
 from splade_exp.hashing import config_hash, drop_keys
+from splade_exp.io import write_text
 from splade_exp.launch import PreemptionCheckpoint, prepare_process
 from splade_exp.results import flatten, make_frame, read_results, write_results
 
@@ -47,8 +47,9 @@ def _device(cfg) -> str:
 
 
 def load_collection(cfg: DictConfig):
-    path = instantiate(cfg.data.source, cache_dir=cfg.paths.artifacts_dir)
-    return load_beir(path, cfg.data.general_corpus, cfg.data.drop_unknown_qrels)
+    from splade_exp.data.sources import load_collection as load
+
+    return load(cfg.data, cfg.paths.artifacts_dir, cfg.stage)
 
 
 def ensure_bm25(cfg: DictConfig, collection) -> Path:
@@ -99,7 +100,8 @@ def build_encoder(cfg: DictConfig, collection):
 
 
 def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path, logger=False):
-    from splade_exp.data.training import PairCollator, PairDataset
+    from splade_exp.checkpoint import check_resume_checkpoint
+    from splade_exp.data.training import PairCollator, PairDataset, training_tokens
     from splade_exp.models.head_scale import init_diagnostics
     from splade_exp.stages.collapse import CollapseDetector
     from splade_exp.stages.fit import GlobalBatchData, make_trainer
@@ -112,7 +114,9 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
         topk_q=loss.topk_q, topk_d=loss.topk_d, lr=t.lr, weight_decay=t.weight_decay,
         warmup_steps=t.warmup_steps, max_steps=t.max_steps,
     )
-    dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed)
+    tokens = training_tokens(cfg.paths.artifacts_dir, collection, tokenizer, d.query_max_length,
+                             d.doc_max_length) if d.get("pretokenize") else None
+    dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed, tokens=tokens)
     collate = PairCollator(tokenizer, d.query_max_length, d.doc_max_length)
     c = t.collapse
     detector = CollapseDetector(encoder.vocab_size, patience=c.patience, check_every=c.check_every,
@@ -126,6 +130,7 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
         first = next(iter(data.loader()))
         module.diagnostics = init_diagnostics(encoder, first["d_input_ids"], first["d_attention_mask"])
     else:  # resumes the step count, the lambda ramp, the optimizer and the data stream
+        check_resume_checkpoint(last)
         log.info("resuming from %s", last)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     return module, trainer, detector
@@ -139,6 +144,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     if out.exists() and not cfg.force:
         log.info("run %s already finished: %s", rid, out)
         return read_results(out)
+    check_config(cfg)  # before any work: a bad value fails now, not after training
     run_dir = Path(cfg.paths.runs_dir) / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = tracking.make_logger(cfg, rid, run_dir)
@@ -154,7 +160,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.DataFrame:
     L.seed_everything(cfg.seed, workers=True)
     t0 = time.time()
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     tracking.log_config(logger, cfg, rid)
     artifacts.built.clear()
     log.info("run %s in %s", rid, run_dir)

@@ -9,6 +9,8 @@ from conftest import CONF, compose_cfg
 # Choices that need a value the user must give on the command line.
 REQUIRED = {
     ("data", "beir"): ["data.path=/some/beir/dir"],
+    ("data", "msmarco"): ["data.path=/some/msmarco/dir"],
+    ("data", "clicklog"): ["data.path=/some/beir/dir", "data.source.clicks=clicks.tsv"],
     ("backbone", "local"): ["backbone.name_or_path=/some/model/dir"],
 }
 SKIP_GROUPS = {"experiment", "hydra"}

@@ -1,34 +1,59 @@
 """Training batches for SPLADE fine-tuning: (query, clicked document [, hard negatives]).
 
-Every document carries an integer key (its row in the corpus) so the loss can recognise the same
-document appearing twice in a (global) batch and not use it as its own negative.
+Every document carries an integer key (a stable 63-bit hash of its id) so the loss can recognise
+the same document appearing twice in a (global, all-gathered) batch and not use it as its own
+negative; the key is the same in every process, whatever its hash seed.
+
+Items hold texts, or, with ``tokens`` (:func:`training_tokens`), token-id rows read from the
+memory-mapped tokens artifact, so a sweep tokenises its training data once. The collator pads
+either to the same tensors.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from splade_exp.data.collection import Collection
+from splade_exp.data.collection import Collection, DataError
+from splade_exp.data.tokenized import TokenizedTexts, pad_rows, tokenized
+
+
+def doc_key(did: str) -> int:
+    return int.from_bytes(hashlib.blake2b(did.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
 
 class PairDataset(Dataset):
+    """Args:
+        negatives: hard negatives per query id (default: the collection's, e.g. from triples).
+        num_negatives: hard negatives per item; queries without any get random corpus documents.
+        tokens: (query tokens, document tokens) to return token rows instead of texts.
+    """
+
     def __init__(self, collection: Collection, negatives: dict[str, list[str]] | None = None,
-                 num_negatives: int = 0, seed: int = 0) -> None:
+                 num_negatives: int = 0, seed: int = 0,
+                 tokens: tuple[TokenizedTexts, TokenizedTexts] | None = None) -> None:
         self.pairs = collection.train_pairs()
         if not self.pairs:
-            raise ValueError(f"{collection.path}: qrels/train.tsv has no positive pairs to train on")
-        self.queries = collection.queries
-        self.corpus = collection.corpus
-        self.doc_keys = {did: i for i, did in enumerate(collection.corpus)}
-        self.negatives = negatives or {}
+            raise DataError(f"{collection.qrels_files.get('train', collection.path)}: no positive training pair")
+        self.collection = collection
+        self.negatives = collection.negatives if negatives is None else negatives
         self.num_negatives = num_negatives
+        self.doc_ids = list(collection.corpus)  # pool of random negatives
+        self.tokens = tokens
         self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def _query(self, qid: str):
+        return self.tokens[0].row(qid) if self.tokens else self.collection.queries[qid]
+
+    def _doc(self, did: str):
+        return self.tokens[1].row(did) if self.tokens else self.collection.document(did)
 
     def __getitem__(self, i: int):
         qid, did = self.pairs[i]
@@ -36,13 +61,13 @@ class PairDataset(Dataset):
         if self.num_negatives:
             pool = [n for n in self.negatives.get(qid, []) if n != did]
             if not pool:  # no mined negatives for this query: random documents
-                pool = [self.rng.choice(list(self.doc_keys)) for _ in range(self.num_negatives)]
+                pool = [self.doc_ids[self.rng.randrange(len(self.doc_ids))] for _ in range(self.num_negatives)]
             negs = [pool[self.rng.randrange(len(pool))] for _ in range(self.num_negatives)]
-        return self.queries[qid], self.corpus[did], self.doc_keys[did], [self.corpus[n] for n in negs], [self.doc_keys[n] for n in negs]
+        return self._query(qid), self._doc(did), doc_key(did), [self._doc(n) for n in negs], [doc_key(n) for n in negs]
 
 
 class PairCollator:
-    """Tokenises a list of dataset items into query and document tensors.
+    """Tokenises (or pads pre-tokenised) items into query and document tensors.
 
     Documents are laid out as [positives of all queries] + [negatives, query-major], so query i's
     positive is row i.
@@ -53,7 +78,9 @@ class PairCollator:
         self.query_max_length = query_max_length
         self.doc_max_length = doc_max_length
 
-    def _tok(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    def _tok(self, texts: list, max_length: int) -> dict[str, torch.Tensor]:
+        if texts and isinstance(texts[0], np.ndarray):
+            return pad_rows(texts, self.tokenizer.pad_token_id, self.tokenizer.padding_side)
         enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
@@ -69,3 +96,14 @@ class PairCollator:
             "doc_keys": torch.tensor(keys, dtype=torch.long),
             "pos_index": torch.arange(len(items), dtype=torch.long),
         }
+
+
+def training_tokens(artifacts_dir, collection: Collection, tokenizer, query_max_length: int,
+                    doc_max_length: int) -> tuple[TokenizedTexts, TokenizedTexts]:
+    """(training queries, corpus + training-only documents) as tokens artifacts, built once."""
+    key = collection.key()
+    train_qids = dict.fromkeys(q for q, _ in collection.train_pairs())
+    queries = {q: collection.queries[q] for q in train_qids}
+    docs = collection.corpus if not collection.train_docs else {**collection.corpus, **collection.train_docs}
+    return (tokenized(artifacts_dir, key, "train_queries", queries, tokenizer, query_max_length),
+            tokenized(artifacts_dir, key, "docs", docs, tokenizer, doc_max_length))

@@ -42,28 +42,63 @@ def build_bert(tokenizer: PreTrainedTokenizerFast, **config) -> BertForMaskedLM:
     return BertForMaskedLM(cfg)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+KEY = "backbone.name_or_path"
+
+
+def looks_local(name_or_path: str) -> bool:
+    return Path(os.path.expanduser(str(name_or_path))).exists() or str(name_or_path).startswith((".", "/", "~"))
+
+
+def check_local_model(name_or_path: str) -> Path:
+    """A local masked-LM directory with a config, weights and tokenizer files, or a BackboneError."""
+    p = Path(os.path.expanduser(str(name_or_path)))
+    if not p.exists():
+        raise BackboneError(f"{p}: {KEY} does not exist; give a directory written by save_pretrained "
+                            "(config.json + weights + tokenizer files) or a hub name")
+    if not p.is_dir():
+        raise BackboneError(f"{p}: {KEY} is not a directory; give the directory that holds config.json")
+    if not (p / "config.json").exists():
+        raise BackboneError(
+            f"{p}: no config.json, so no model here; {KEY} must be a "
+            "directory written by save_pretrained (config.json + weights + tokenizer files)"
+        )
+    if not any((p / f).exists() for f in WEIGHT_FILES):
+        raise BackboneError(f"{p}: no weights ({' or '.join(WEIGHT_FILES[::2])}); {KEY} must hold a saved model "
+                            "(model.save_pretrained(dir))")
+    if not any((p / f).exists() for f in TOKENIZER_FILES):
+        raise BackboneError(f"{p}: no tokenizer files (one of {list(TOKENIZER_FILES)}); save the tokenizer beside "
+                            "the model (tokenizer.save_pretrained(dir))")
+    return p
+
+
 def load_masked_lm(name_or_path: str):
     """(model, tokenizer) from a local directory or a hub name.
 
-    A local path that exists but holds no model gets a clear error naming it.
+    A local path that is not a complete model directory, or whose files cannot be read, gets a
+    BackboneError naming the directory (or file) and what to do.
     """
-    p = Path(os.path.expanduser(str(name_or_path)))
-    looks_local = p.exists() or str(name_or_path).startswith((".", "/", "~"))
-    if looks_local:
-        if not p.is_dir():
-            raise BackboneError(f"{p}: backbone.name_or_path is not a directory")
-        if not (p / "config.json").exists():
-            raise BackboneError(
-                f"{p}: no config.json, so no model here; backbone.name_or_path must be a "
-                "directory written by save_pretrained (config.json + weights + tokenizer files)"
-            )
+    local = looks_local(name_or_path)
+    where = str(check_local_model(name_or_path)) if local else str(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(p) if looks_local else name_or_path)
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            str(p) if looks_local else name_or_path, output_loading_info=True
-        )
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model, info = AutoModelForMaskedLM.from_pretrained(where, output_loading_info=True)
     except OSError as err:
-        raise BackboneError(f"{name_or_path}: cannot load a masked-LM model or tokenizer ({err})") from err
+        raise BackboneError(f"{name_or_path}: cannot load a masked-LM model or tokenizer ({err}); check "
+                            f"{KEY}") from err
+    except Exception as err:  # safetensors / JSON / pickle errors: a damaged file in the directory
+        if not local:
+            raise
+        raise BackboneError(f"{where}: a file of this model directory is damaged or truncated "
+                            f"({type(err).__name__}: {err}); save or copy the model again, then point {KEY} "
+                            "at it") from err
+    emb = model.get_input_embeddings()
+    if emb is not None and len(tokenizer) > emb.num_embeddings:
+        raise BackboneError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model only "
+                            f"{emb.num_embeddings} input embeddings; the tokenizer files do not belong to this model")
     _restore_dropped_ties(model, set(info.get("missing_keys", ())))
     return model, tokenizer
 

@@ -140,19 +140,22 @@ def build_emlm(out: Path, cfg, encoder: SpladeEncoder, tokenizer, collection, wo
 
 def load_checkpoint(encoder: SpladeEncoder, path: Path, words: list[str] | None) -> Path:
     """Load an EMLM checkpoint (artifact directory or its safetensors file) into ``encoder``."""
-    from safetensors.torch import load_model
+    from splade_exp.checkpoint import load_safetensors
 
     path = Path(path).expanduser()
     directory = path if path.is_dir() else path.parent
     file = directory / CHECKPOINT if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"pretrain.checkpoint={path}: no {CHECKPOINT} there")
+        raise FileNotFoundError(f"pretrain.checkpoint={path}: no {CHECKPOINT} there; give an EMLM artifact "
+                                f"directory or its {CHECKPOINT}")
     if words is not None and (directory / "vocab.tsv").exists():
         theirs = read_vocab(directory / "vocab.tsv")
         if theirs != words:
             raise ValueError(f"pretrain.checkpoint={path} was pretrained with a different output vocabulary "
                              f"({len(theirs)} words) than the configured one ({len(words)} words)")
-    load_model(encoder, str(file))
+    load_safetensors(encoder, file, "the EMLM checkpoint",
+                     f"delete {directory} so that the next run rebuilds it (an EMLM artifact), or point "
+                     "pretrain.checkpoint at a complete checkpoint")
     return directory
 
 
