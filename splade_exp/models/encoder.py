@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from splade_exp.models.pooling import sparse_pool
+from splade_exp.models.pooling import DEFAULT_CHUNK_SIZE, sparse_pool
 from splade_exp.sparse import topk_mask
 
 
@@ -41,8 +41,8 @@ class SpladeEncoder(nn.Module):
         decoder: nn.Linear,
         decoder_path: str,
         pooling: str = "max",
-        pooling_impl: str = "naive",
-        chunk_size: int = 8192,
+        pooling_impl: str = "chunked",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         self.mlm = mlm

@@ -13,46 +13,52 @@ How ``chunked`` works
 ``log1p∘relu`` is monotone, so ``w = log1p(relu(max_l z_l))`` with ``z_l = h_l·E_j + b_j``, and the
 bias does not depend on ``l``: ``max_l z_l = max_l (h_l·E_j) + b_j``. The forward pass therefore
 
-1. gathers the real (non-padding) token states once: ``h_r`` (N, H), N = number of real tokens;
-2. for each vocabulary chunk ``E_c`` (c rows) computes ``E_c h_r^T`` (c, N) — no FLOPs are spent on
-   padding — copies it into the real columns of a reused (c, B, L) buffer whose padding columns
-   hold ``-inf`` (skipped when the batch has no padding), and reduces that with ``max`` over L,
-   keeping the value and the position;
-3. adds the bias and applies ``log1p(relu(.))`` on the (B, |V|) result only.
+1. builds ``h'`` (B·L, H): each padding position gets a copy of its example's first real token, so
+   it can tie with that token's logit but never exceed the max over real tokens (whatever the
+   padding states hold, NaN included). No ``-inf`` buffer, no copy of the logits;
+2. for each vocabulary chunk ``E_c`` (c rows) computes ``E_c h'^T`` (c, B·L) into one reused
+   buffer and reduces it over L with ``max`` (value and position; ``amax`` alone when no gradient
+   is needed, several times cheaper on CPU);
+3. adds the bias and applies ``log1p(relu(.))`` on the (B, |V|) result only. An all-padding
+   example gets 0 (it pools ``-inf``, and ``log1p(relu(-inf)) = 0``).
 
-An all-padding row pools ``-inf`` and gives ``log1p(relu(-inf)) = 0``. Ties resolve as
-``torch.max`` resolves them (the same rule as the naive path applies to the same numbers).
+Ties between positions resolve as ``torch.max`` resolves them; a position that is a padding copy
+stands for the real token it copies.
 
-Saved for backward: ``h``, ``weight``, ``bias``, the argmax position (B, |V|) in the smallest
-integer dtype that holds it (uint8 for L <= 256, else int16/int32) and the output itself. The max
-value ``z*`` is not stored separately: the output *is* ``log1p(z*)`` where ``z* > 0`` and
-``d w / d z* = 1 / (1 + z*) = exp(-w)``, so the backward uses ``g·exp(-w)`` where ``w > 0`` and 0
-elsewhere (the relu subgradient at 0 is 0). Under ``no_grad``/``inference_mode`` nothing is saved
-and no argmax is kept.
+Saved for backward: ``h``, ``weight``, the argmax position (B, |V|) in the smallest integer dtype
+that holds it (uint8 for L <= 256, else int16/int32), the map from positions to the real token
+they stand for (B, L) and the output itself. The max value ``z*`` is not stored separately: the
+output *is* ``log1p(z*)`` where ``z* > 0`` and ``d w / d z* = 1 / (1 + z*) = exp(-w)``, so the
+backward uses ``g·exp(-w)`` where ``w > 0`` and 0 elsewhere (the relu subgradient at 0 is 0).
+Under ``no_grad``/``inference_mode`` nothing is saved and no argmax is kept.
 
 The backward pass is sparse: with ``gz`` (B, |V|) the gradient at the pooled logits and ``S`` the
-(B·L, |V|) matrix holding ``gz[b, j]`` at row ``b·L + argmax[b, j]``,
-``grad_h = S E``, ``grad_E = S^T h`` and ``grad_b = Σ_b gz``. Per vocabulary chunk ``S`` has at most
-B·c non-zeros (entries with ``gz = 0`` are dropped) and both products are sparse-dense matmuls, so
-the cost is O(B·|V|·H) instead of the O(B·L·|V|·H) of the two dense matmuls of the naive backward.
+(B·L, |V|) matrix holding ``gz[b, j]`` at the row of the token where ``z[b, :, j]`` peaks,
+``grad_h = S E``, ``grad_E = S^T h`` and ``grad_b = Σ_b gz``. ``S`` has at most B·|V| non-zeros
+(entries with ``gz = 0`` are dropped), and per vocabulary chunk both products are weighted
+``embedding_bag`` sums, so the cost is O(nnz(S)·H) instead of the O(B·L·|V|·H) of the two dense
+matmuls of the naive backward.
 
 Precision and autocast: outputs and gradients have the inputs' dtype. Under ``torch.autocast`` the
 logits matmul runs in the autocast dtype (each weight chunk is cast on the fly, so no low-precision
-copy of the whole matrix is made); the max/argmax is taken on those low-precision logits, and the
-bias, ``log1p`` and the backward run in the inputs' dtype (float32 when the inputs themselves are
-float16/bfloat16), i.e. the casts are treated as identity in the backward, as autocast does.
+copy of the whole matrix is made) and the max/argmax is taken on those low-precision logits; the
+bias, ``log1p`` and the backward run in float32 (or float64 for float64 inputs), i.e. the casts
+are treated as identity in the backward, as autocast does.
 """
 from __future__ import annotations
 
 import contextlib
-import warnings
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
-#: Vocabulary rows per chunk. Temporaries are about ``B·L·chunk_size`` logits (plus a sparse
-#: (B·chunk_size)-entry matrix in the backward); 2048 was the fastest on CPU for
-#: B=32, L=64, H=384, |V|=100K (see ``benchmarks/head_memory.py``).
-DEFAULT_CHUNK_SIZE = 2048
+#: Vocabulary rows per chunk (``head.chunk_size``). The forward's temporaries are one chunk of
+#: logits, ``B·L·chunk_size`` values; the backward's O(B·chunk_size) entries plus a (B·L, H) sum.
+#: 1024 was the fastest and the leanest on CPU at B=32, L=64, H=384, |V|=100K, with 1 and 2 threads
+#: (``benchmarks/head_memory.py --chunk-sweep``; results/head_memory_chunks.json).
+DEFAULT_CHUNK_SIZE = 1024
 
 
 def max_pool_naive(
@@ -114,12 +120,20 @@ def _chunked_max_forward(
     compute_dtype: torch.dtype,
     out_dtype: torch.dtype,
     keep_argmax: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Pooled weights (B, V) in ``out_dtype`` and, if asked, the argmax positions (B, V)."""
+    activate: bool = True,
+    on_chunk: Callable[[int, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Pooled weights (B, V) in ``out_dtype``, the argmax positions (B, V) if asked (else None)
+    and the source rows of :func:`_source_rows`.
+
+    ``activate=False`` returns the raw pooled logits ``max_l z`` instead (``-inf`` for an
+    all-padding example). ``on_chunk(j0, z)`` sees each chunk's logits ``z`` (n, B·L), bias not
+    added, padding columns holding copies of real tokens.
+    """
     # Dtypes are chosen by the caller; autocast must not re-cast the chunk matmuls.
     with _autocast_off(h.device.type):
         return _chunked_max_forward_impl(
-            h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax
+            h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax, activate, on_chunk
         )
 
 
@@ -129,121 +143,157 @@ def _autocast_off(device_type: str):
     return torch.autocast(device_type=device_type, enabled=False)
 
 
-def _chunked_max_forward_impl(h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax):
+def _source_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(src, empty)`` for a (B, L) mask.
+
+    ``src`` (B, L) holds the flat row ``b·L + l'`` of the real token that position (b, l) stands
+    for: itself when real, the example's first real token when padding. ``empty`` (B,) marks
+    all-padding examples (their ``src`` rows are never used).
+    """
+    B, L = mask.shape
+    real = mask.bool()
+    # First real position = number of leading padding positions (clamped for an empty example).
+    first = (real.cumsum(dim=1) == 0).sum(dim=1).clamp_max(L - 1)
+    pos = torch.arange(L, device=mask.device)
+    offset = L * torch.arange(B, device=mask.device).unsqueeze(1)
+    return torch.where(real, pos, first.unsqueeze(1)) + offset, ~real.any(dim=1)
+
+
+def _chunks(V: int, chunk_size: int):
+    c = max(1, min(int(chunk_size), V))
+    return c, [(j0, min(c, V - j0)) for j0 in range(0, V, c)]
+
+
+def _chunked_max_forward_impl(
+    h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax, activate, on_chunk
+):
     B, L, H = h.shape
     V = weight.shape[0]
     device = h.device
-    real = mask.reshape(B * L).bool()
-    n_real = int(real.sum())
-    padded = n_real < B * L
-
-    hf = h.reshape(B * L, H).to(compute_dtype)
-    if padded:
-        real_rows = real.nonzero().squeeze(1)
-        hr_t = hf.index_select(0, real_rows).t()  # (H, N): no FLOPs on padding
-    else:
-        real_rows = None
-        hr_t = hf.t()
+    src, empty = _source_rows(mask)
+    # Padding positions get a copy of their example's first real token: they can tie with the
+    # max but never exceed it, so one matmul per chunk needs no -inf buffer and no copy.
+    hf_t = h.reshape(B * L, H).to(compute_dtype).index_select(0, src.reshape(-1)).t()  # (H, B·L)
 
     out = torch.empty((B, V), dtype=out_dtype, device=device)
     argmax = torch.empty((B, V), dtype=_index_dtype(L), device=device) if keep_argmax else None
-    c = max(1, min(int(chunk_size), V))
-    zbuf = torch.empty((c, n_real), dtype=compute_dtype, device=device)
-    # Padding columns are -inf once and for all: each chunk only overwrites the real columns.
-    full = torch.full((c, B * L), float("-inf"), dtype=compute_dtype, device=device) if padded else None
+    c, chunks = _chunks(V, chunk_size)
+    zbuf = torch.empty((c, B * L), dtype=compute_dtype, device=device)
     vbuf = torch.empty((c, B), dtype=compute_dtype, device=device)
     ibuf = torch.empty((c, B), dtype=torch.long, device=device) if keep_argmax else None
-
-    for j0 in range(0, V, c):
-        n = min(c, V - j0)
-        z = torch.mm(weight[j0 : j0 + n].to(compute_dtype), hr_t, out=zbuf[:n])  # (n, N)
-        if padded:
-            zz = full[:n].index_copy_(1, real_rows, z)
-        else:
-            zz = z
-        zz = zz.view(n, B, L)
+    for j0, n in chunks:
+        z = torch.mm(weight[j0 : j0 + n].to(compute_dtype), hf_t, out=zbuf[:n])
+        if on_chunk is not None:
+            on_chunk(j0, z)
+        z = z.view(n, B, L)
         if keep_argmax:
-            torch.max(zz, dim=2, out=(vbuf[:n], ibuf[:n]))
+            torch.max(z, dim=2, out=(vbuf[:n], ibuf[:n]))
             argmax[:, j0 : j0 + n].copy_(ibuf[:n].t())
-        else:
-            torch.amax(zz, dim=2, out=vbuf[:n])
+        else:  # values only: several times cheaper than a max that tracks positions
+            torch.amax(z, dim=2, out=vbuf[:n])
         out[:, j0 : j0 + n].copy_(vbuf[:n].t())
 
     if bias is not None:
-        out.add_(bias.to(out_dtype))  # -inf + b = -inf for all-padding rows
-    out.clamp_min_(0).log1p_()  # log1p(relu(.)); relu(-inf) = 0
-    return out, argmax
+        out.add_(bias.to(out_dtype))
+    if not activate:
+        return out.masked_fill_(empty.unsqueeze(1), float("-inf")), argmax, src
+    out.clamp_min_(0).log1p_()  # log1p(relu(.))
+    out.masked_fill_(empty.unsqueeze(1), 0.0)  # an all-padding example pools -inf: weight 0
+    return out, argmax, src
 
 
 class _ChunkedMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, mask, chunk_size, compute_dtype, out_dtype):
-        out, argmax = _chunked_max_forward(
+        out, argmax, src = _chunked_max_forward(
             h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax=True
         )
         ctx.chunk_size = chunk_size
-        ctx.has_bias = bias is not None
-        if bias is not None:
-            ctx.save_for_backward(h, weight, argmax, out, bias)
-        else:
-            ctx.save_for_backward(h, weight, argmax, out)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.save_for_backward(h, weight, argmax, out, src)
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
-        h, weight, argmax, out = ctx.saved_tensors[:4]
-        bias = ctx.saved_tensors[4] if ctx.has_bias else None
+        h, weight, argmax, out, src = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        need_b = need_b and bias is not None
-        grad_h = grad_w = grad_b = None
+        need_b = need_b and ctx.bias_dtype is not None
         if not (need_h or need_w or need_b):
             return None, None, None, None, None, None, None
-
-        with _autocast_off(h.device.type), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-            B, L, H = h.shape
-            V = weight.shape[0]
-            acc = _accumulation_dtype(out.dtype)
-            hf = h.reshape(B * L, H).to(acc) if need_w else None
-            gh = torch.zeros((B * L, H), dtype=acc, device=h.device) if need_h else None
-            if need_w:
-                grad_w = torch.empty_like(weight)
-            if need_b:
-                grad_b = torch.empty_like(bias)
-            row_offset = torch.arange(B, device=h.device) * L
-            c = max(1, min(int(ctx.chunk_size), V))
-            for j0 in range(0, V, c):
-                n = min(c, V - j0)
-                w_c = out[:, j0 : j0 + n].to(acc)
-                g_c = grad_out[:, j0 : j0 + n].to(acc)
-                # d log1p(relu(z)) / dz = 1 / (1 + z) = exp(-w) for z > 0, else 0.
-                gz = torch.where(w_c > 0, g_c * torch.exp(-w_c), torch.zeros((), dtype=acc, device=h.device))
-                if need_b:
-                    grad_b[j0 : j0 + n].copy_(gz.sum(0))
-                if not (need_h or need_w):
-                    continue
-                gz_t = gz.t()  # (n, B)
-                jj, bb = gz_t.nonzero(as_tuple=True)  # sorted by (j, b)
-                if jj.numel() == 0:
-                    if need_w:
-                        grad_w[j0 : j0 + n].zero_()
-                    continue
-                vals = gz_t[jj, bb]
-                rows = row_offset[bb] + argmax[bb, jj + j0].long()  # (b, argmax) -> b*L + l
-                if need_w:
-                    # grad_E[j] = sum_b gz[b, j] h[b, argmax[b, j]]: S^T (n, B*L) @ h (B*L, H).
-                    # Indices are sorted and unique by construction, hence coalesced.
-                    s_t = torch.sparse_coo_tensor(
-                        torch.stack([jj, rows]), vals, (n, B * L), is_coalesced=True
-                    )
-                    grad_w[j0 : j0 + n].copy_(torch.sparse.mm(s_t, hf))
-                if need_h:
-                    # grad_h[b, l] = sum_{j: argmax[b, j] = l} gz[b, j] E[j]: S (B*L, n) @ E_c.
-                    s = torch.sparse_coo_tensor(torch.stack([rows, jj]), vals, (B * L, n))
-                    gh.add_(torch.sparse.mm(s, weight[j0 : j0 + n].to(acc)))
-            if need_h:
-                grad_h = gh.view(B, L, H).to(h.dtype)
+        with _autocast_off(h.device.type):
+            grad_h, grad_w, grad_b = _chunked_max_backward(
+                h, weight, argmax, out, src, grad_out, ctx.chunk_size, need_h, need_w, need_b
+            )
+        if grad_b is not None:
+            grad_b = grad_b.to(ctx.bias_dtype)
         return grad_h, grad_w, grad_b, None, None, None, None
+
+
+def _chunked_max_backward(h, weight, argmax, out, src, grad_out, chunk_size, need_h, need_w, need_b):
+    """Exact gradients from the saved argmax; per vocabulary chunk, only O(B·chunk) temporaries.
+
+    With ``gz`` (B, |V|) the gradient at the pooled logits and ``S`` the (B·L, |V|) matrix holding
+    ``gz[b, j]`` at the row of the token where ``z[b, :, j]`` peaks: ``grad_h = S E``,
+    ``grad_E = S^T h`` (both ``embedding_bag`` sums over the non-zero entries of ``S``) and
+    ``grad_b = sum_b gz``.
+    """
+    B, L, H = h.shape
+    V = weight.shape[0]
+    device = h.device
+    acc = _accumulation_dtype(out.dtype)
+    hf = h.reshape(B * L, H).to(acc) if need_w else None
+    gh = torch.zeros((B * L, H), dtype=acc, device=device) if need_h else None
+    grad_w = torch.empty_like(weight) if need_w else None
+    grad_b = torch.empty((V,), dtype=acc, device=device) if need_b else None
+    c, chunks = _chunks(V, chunk_size)
+    vocab_pos = torch.arange(c, device=device)
+    row_pos = torch.arange(B * L, dtype=torch.int32, device=device)
+    for j0, n in chunks:
+        w_c = out[:, j0 : j0 + n].to(acc)
+        # d log1p(relu(z)) / dz = 1 / (1 + z) = exp(-w) for z > 0, else 0.
+        gz = torch.where(w_c > 0, grad_out[:, j0 : j0 + n].to(acc) * torch.exp(-w_c), 0.0)
+        if need_b:
+            torch.sum(gz, dim=0, out=grad_b[j0 : j0 + n])
+        if not (need_h or need_w):
+            continue
+        # The non-zero entries of S in this chunk, sorted by vocabulary row j.
+        jj, bb = gz.t().nonzero(as_tuple=True)
+        vals = gz[bb, jj]
+        rows = src[bb, argmax[:, j0 : j0 + n][bb, jj].long()]
+        if need_w:  # grad_E[j] = sum over b of gz[b, j] h[row(b, j)]: one bag per vocabulary row
+            offsets = torch.searchsorted(jj, vocab_pos[:n])
+            grad_w[j0 : j0 + n].copy_(F.embedding_bag(rows, hf, offsets, mode="sum", per_sample_weights=vals))
+        if need_h:  # grad_h[r] = sum of gz[b, j] E_j over the entries at token row r: one bag per row
+            # int32 keys: the CPU sorts them by radix (int64 keys take a much slower path).
+            rows_sorted, order = torch.sort(rows.to(torch.int32), stable=True)
+            offsets = torch.searchsorted(rows_sorted, row_pos).long()
+            w_rows = weight[j0 : j0 + n].to(acc)
+            gh.add_(F.embedding_bag(jj[order], w_rows, offsets, mode="sum", per_sample_weights=vals[order]))
+    grad_h = gh.view(B, L, H).to(h.dtype) if need_h else None
+    return grad_h, grad_w, grad_b
+
+
+def _prepare(h, weight, bias, mask, chunk_size) -> tuple[torch.Tensor, torch.dtype, torch.dtype]:
+    """Checks shapes; returns the (B, L) mask (all real when None), the dtype of the logits
+    matmul (the autocast dtype when autocast is on) and the output dtype."""
+    if h.dim() != 3 or h.shape[1] == 0:
+        raise ValueError(f"h must be (B, L, H) with L >= 1, got shape {tuple(h.shape)}")
+    if weight.dim() != 2 or weight.shape[1] != h.shape[2]:
+        raise ValueError(f"weight must be (|V|, {h.shape[2]}), got shape {tuple(weight.shape)}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias must be ({weight.shape[0]},), got shape {tuple(bias.shape)}")
+    if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"head.chunk_size must be a positive integer, got {chunk_size!r}")
+    B, L, _ = h.shape
+    if mask is None:
+        mask = torch.ones((B, L), dtype=torch.bool, device=h.device)
+    elif mask.shape != (B, L):
+        raise ValueError(f"mask must be ({B}, {L}), got shape {tuple(mask.shape)}")
+    out_dtype = torch.promote_types(h.dtype, weight.dtype)
+    if bias is not None:
+        out_dtype = torch.promote_types(out_dtype, bias.dtype)
+    return mask, _autocast_dtype(h.device.type) or out_dtype, out_dtype
 
 
 def max_pool_chunked(
@@ -259,31 +309,13 @@ def max_pool_chunked(
     tokens (None: no padding). ``chunk_size`` is the number of vocabulary rows processed at once.
     Returns (B, |V|). Exact gradients for ``h``, ``weight`` and ``bias``; see the module docstring.
     """
-    if h.dim() != 3:
-        raise ValueError(f"h must be (B, L, H), got shape {tuple(h.shape)}")
-    if weight.dim() != 2 or weight.shape[1] != h.shape[2]:
-        raise ValueError(f"weight must be (|V|, {h.shape[2]}), got shape {tuple(weight.shape)}")
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"bias must be ({weight.shape[0]},), got shape {tuple(bias.shape)}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    B, L, _ = h.shape
-    if mask is None:
-        mask = torch.ones((B, L), dtype=torch.bool, device=h.device)
-    elif mask.shape != (B, L):
-        raise ValueError(f"mask must be ({B}, {L}), got shape {tuple(mask.shape)}")
-
-    out_dtype = torch.promote_types(h.dtype, weight.dtype)
-    if bias is not None:
-        out_dtype = torch.promote_types(out_dtype, bias.dtype)
-    compute_dtype = _autocast_dtype(h.device.type) or out_dtype
-
+    mask, compute_dtype, out_dtype = _prepare(h, weight, bias, mask, chunk_size)
     needs_grad = torch.is_grad_enabled() and (
         h.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     )
     if not needs_grad:
         # Plain chunked computation: no argmax kept, nothing saved.
-        out, _ = _chunked_max_forward(
+        out, _, _ = _chunked_max_forward(
             h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax=False
         )
         return out
@@ -296,7 +328,7 @@ def sparse_pool(
     bias: torch.Tensor | None,
     mask: torch.Tensor,
     pooling: str = "max",
-    impl: str = "naive",
+    impl: str = "chunked",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> torch.Tensor:
     """Dispatch on pooling (``max`` | ``sum``) and implementation (``naive`` | ``chunked``).
@@ -312,3 +344,45 @@ def sparse_pool(
     if impl == "chunked":
         return max_pool_chunked(h, weight, bias, mask, chunk_size=chunk_size)
     return max_pool_naive(h, weight, bias, mask)
+
+
+def max_logits(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor,
+    impl: str = "chunked",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    token_logits: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Raw pooled logits ``z(d) = max_l z_l`` (B, |V|) before ``log1p(relu(.))``; ``-inf`` for an
+    all-padding example. No gradient (statistics and diagnostics).
+
+    ``token_logits``, if given, is called with the logits of real tokens (bias included), every
+    one of them in exactly one call, e.g. to accumulate their moments: once with (N, |V|) for
+    ``naive``, once per vocabulary chunk with (n, N) for ``chunked``, which never holds more than
+    one chunk of logits.
+    """
+    if impl not in ("naive", "chunked"):
+        raise ValueError(f"head.pooling_impl must be 'naive' or 'chunked', got {impl!r}")
+    mask, compute_dtype, out_dtype = _prepare(h, weight, bias, mask, chunk_size)
+    real = mask.bool()
+    with torch.no_grad():
+        if impl == "naive":
+            logits = torch.nn.functional.linear(h, weight, bias)  # (B, L, V)
+            if token_logits is not None:
+                token_logits(logits[real])
+            return logits.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(dim=1)
+        on_chunk = None
+        if token_logits is not None:
+            real_cols = real.reshape(-1).nonzero().squeeze(1)
+
+            def on_chunk(j0: int, z: torch.Tensor) -> None:
+                zr = z.index_select(1, real_cols)
+                token_logits(zr if bias is None else zr.add_(bias[j0 : j0 + z.shape[0]].unsqueeze(1)))
+
+        out, _, _ = _chunked_max_forward(
+            h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax=False,
+            activate=False, on_chunk=on_chunk,
+        )
+        return out

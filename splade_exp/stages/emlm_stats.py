@@ -15,7 +15,8 @@ For a document d with token logits ``z[i, u]`` (raw, before ``log1p(relu(.))``):
 - ``non-neg-terms-avg`` / ``non-neg-terms-std``: mean / standard deviation over documents of
   ``#{u : z_u(d) >= 0}`` (the terms SPLADE would activate before training).
 Every standard deviation is the population one (divide by the count). Documents are processed in
-batches of ``batch_size``; only one batch's B x L x |V| logits exist at a time, and the global
+batches of ``batch_size`` through the head's ``pooling_impl``: with ``chunked`` (the default) only
+one vocabulary chunk of a batch's token logits exists at a time (never B x L x |V|); the global
 standard deviations are accumulated with Chan's pairwise mean/M2 update in float64.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from splade_exp.models.encoder import SpladeEncoder
+from splade_exp.models.pooling import max_logits
 
 TOPK = (10, 100, None)  # None = all
 
@@ -73,11 +75,10 @@ def emlm_statistics(encoder: SpladeEncoder, tokenizer, texts: list[str], max_len
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
                         padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-        logits = encoder.logits(ids, mask).float()  # (B, L, |V|)
-        real = mask.bool()
-        tok_moments.add(logits[real])
-        z = logits.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(dim=1)  # (B, |V|)
-        del logits
+        dec = encoder.decoder
+        # (B, |V|); with the chunked head only one vocabulary chunk of token logits exists at a time
+        z = max_logits(encoder.features(ids, mask), dec.weight, dec.bias, mask, impl=encoder.pooling_impl,
+                       chunk_size=encoder.chunk_size, token_logits=tok_moments.add).float()
         pooled_moments.add(z)
         ordered = z.sort(dim=-1, descending=True).values
         for k in ks:

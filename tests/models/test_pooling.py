@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from splade_exp.models.pooling import (
+    max_logits,
     max_pool_chunked,
     max_pool_naive,
     sparse_pool,
@@ -50,8 +51,7 @@ def chunked(chunk_size):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("with_bias", [True, False])
-@pytest.mark.parametrize("chunk_size", [3, 64])
+@pytest.mark.parametrize("with_bias,chunk_size", [(True, 3), (False, 64)])
 def test_gradcheck_float64(with_bias, chunk_size):
     g = torch.Generator().manual_seed(1)
     B, L, H, V = 3, 5, 4, 7
@@ -59,6 +59,8 @@ def test_gradcheck_float64(with_bias, chunk_size):
     weight = torch.randn(V, H, generator=g, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(V, generator=g, dtype=torch.float64, requires_grad=True) if with_bias else None
     mask = _mask(B, L, [5, 2, 0])  # padding and an all-padding row
+    mask = torch.cat([mask, torch.tensor([[0, 1, 0, 1, 1]])])  # left padding and a hole
+    h = torch.cat([h, torch.randn(1, L, H, generator=g, dtype=torch.float64)]).detach().requires_grad_(True)
     inputs = (h, weight, bias) if with_bias else (h, weight)
 
     def f(h, weight, bias=None):
@@ -120,6 +122,33 @@ def test_matches_naive_random(B, L, H, V, chunk_size):
     _assert_same(chunked(chunk_size), max_pool_naive, h, weight, None, mask)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 8, 64])
+def test_matches_naive_arbitrary_masks(chunk_size):
+    # Left padding, holes, a single real token at the end, all-padding: any mask pattern.
+    g = torch.Generator().manual_seed(23)
+    B, L, H, V = 6, 7, 5, 40
+    h = torch.randn(B, L, H, generator=g)
+    weight = 0.5 * torch.randn(V, H, generator=g)
+    bias = torch.randn(V, generator=g) - 1.0  # many negative pooled logits
+    mask = (torch.rand(B, L, generator=g) < 0.6).long()
+    mask[0] = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    mask[1] = torch.tensor([0, 0, 0, 0, 0, 0, 1])
+    mask[2] = 0
+    _, gh, _, _ = _assert_same(chunked(chunk_size), max_pool_naive, h, weight, bias, mask)
+    assert (gh[~mask.bool()] == 0).all()
+
+
+def test_long_sequences_use_wider_positions():
+    # L > 256: positions no longer fit in uint8.
+    g = torch.Generator().manual_seed(29)
+    B, L, H, V = 2, 300, 4, 30
+    h = torch.randn(B, L, H, generator=g)
+    h[0, 280] = 5.0  # the max of most terms sits beyond position 255
+    weight = torch.randn(V, H, generator=g)
+    mask = _mask(B, L, [300, 290])
+    _assert_same(chunked(8), max_pool_naive, h, weight, torch.zeros(V), mask)
+
+
 def test_exact_ties_and_never_active_rows():
     # Dyadic values: every dot product is exact whatever the summation order, so ties are exact.
     g = torch.Generator().manual_seed(7)
@@ -161,6 +190,13 @@ def test_padding_never_wins():
         # grad_weight differs only through h at the (real) argmax positions, which are unchanged.
         torch.testing.assert_close(gw, clean[2])
     got = (out,)
+    # Whatever padding states hold (even NaN), they change nothing.
+    h_nan = h.clone()
+    h_nan[~mask.bool()] = float("nan")
+    out_nan, gh_nan, gw_nan, gb_nan = _run(chunked(16), h_nan, weight, bias, mask, upstream)
+    torch.testing.assert_close(out_nan, clean[0])
+    torch.testing.assert_close(gw_nan, clean[2])
+    assert (gh_nan[~mask.bool()] == 0).all()
     # Same values as pooling each row over its real tokens only.
     for b, n in enumerate(lengths):
         single = max_pool_naive(h[b : b + 1, :n], weight, bias, torch.ones(1, n))
@@ -209,9 +245,10 @@ def test_inference_mode_and_no_grad():
     with torch.inference_mode():
         out = max_pool_chunked(h, weight, bias, mask, chunk_size=7)
     torch.testing.assert_close(out, ref)
-    with torch.no_grad():
+    saved = []
+    with torch.no_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         out = max_pool_chunked(h, weight, bias, mask, chunk_size=7)
-    assert out.grad_fn is None and not out.requires_grad
+    assert out.grad_fn is None and not out.requires_grad and not saved
     torch.testing.assert_close(out, ref)
 
 
@@ -228,6 +265,14 @@ def test_autocast_bfloat16_cpu():
     assert h.grad.dtype == weight.grad.dtype == bias.grad.dtype == torch.float32
     ref = max_pool_naive(h.detach(), weight.detach(), bias.detach(), mask)
     torch.testing.assert_close(out.detach(), ref, atol=5e-2, rtol=5e-2)
+    # Exactly the pooling of bfloat16 logits (matmul in bfloat16, the rest in float32).
+    z = (h.detach().bfloat16() @ weight.detach().bfloat16().T).float()
+    z = z.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1) + bias.detach()
+    torch.testing.assert_close(out.detach(), torch.log1p(torch.relu(z)), atol=1e-2, rtol=1e-2)
+    # The backward is the float32 one at the bfloat16 argmax: close to the float32 gradients.
+    g32 = _run(max_pool_naive, h, weight, bias, mask, torch.ones(2, 50))
+    for got, want in zip((h.grad, weight.grad, bias.grad), g32[1:]):
+        torch.testing.assert_close(got, want, atol=5e-2, rtol=5e-2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,3 +323,62 @@ def test_sgd_step_same_parameters():
     for a, b in zip(params["naive"], params["chunked"]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert any(not torch.equal(a, init[k]) for a, k in zip(params["chunked"], init))
+
+
+def test_training_step_through_the_encoder_gives_the_same_parameters():
+    """One SGD step of a whole SpladeEncoder (BERT trunk + untied head) on the fine-tuning loss
+    (in-batch cross-entropy + FLOPS, training top-k) lands on the same parameters either way."""
+    import copy
+
+    from transformers import BertConfig, BertForMaskedLM
+
+    from splade_exp import regularizers as R
+    from splade_exp.losses import in_batch_cross_entropy
+    from splade_exp.models.encoder import SpladeEncoder
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    base = SpladeEncoder.from_masked_lm(BertForMaskedLM(cfg), pooling_impl="naive")
+    base.decoder = torch.nn.Linear(16, 150)  # an untied 150-term head, as for a unigram vocabulary
+    g = torch.Generator().manual_seed(1)
+    q_ids, d_ids = torch.randint(5, 60, (3, 5), generator=g), torch.randint(5, 60, (3, 9), generator=g)
+    q_mask, d_mask = _mask(3, 5, [5, 3, 2]), _mask(3, 9, [9, 4, 6])
+
+    params = {}
+    for impl in ("naive", "chunked"):
+        enc = copy.deepcopy(base)
+        enc.pooling_impl, enc.chunk_size = impl, 32
+        opt = torch.optim.SGD(enc.parameters(), lr=0.5)
+        q, d = enc(q_ids, q_mask, topk=40), enc(d_ids, d_mask, topk=80)
+        loss = in_batch_cross_entropy(q, d, torch.arange(3)) + 0.1 * (R.flops(q) + R.flops(d))
+        loss.backward()
+        opt.step()
+        params[impl] = dict(enc.named_parameters())
+    moved = 0
+    for name, p in params["naive"].items():
+        torch.testing.assert_close(params["chunked"][name], p, atol=1e-6, rtol=1e-5, msg=lambda m: f"{name}: {m}")
+        moved += not torch.equal(p, dict(base.named_parameters())[name])
+    assert moved >= len(params["naive"]) - 2  # the trunk and the head both trained (not just the head)
+
+
+@pytest.mark.parametrize("chunk_size", [3, 1000])
+def test_max_logits_streams_token_logits(chunk_size):
+    """Raw pooled logits (negative ones kept, -inf for an all-padding row) and every real token's
+    logit seen exactly once, without padding."""
+    g = torch.Generator().manual_seed(31)
+    B, L, H, V = 3, 6, 4, 20
+    h = torch.randn(B, L, H, generator=g)
+    h[1, 4:] = 1e6  # padding that would dominate every max and every moment
+    weight, bias = torch.randn(V, H, generator=g), torch.randn(V, generator=g) - 3.0
+    mask = _mask(B, L, [6, 4, 0])
+    logits = h @ weight.T + bias
+    ref = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+    for impl in ("naive", "chunked"):
+        seen = []
+        z = max_logits(h, weight, bias, mask, impl=impl, chunk_size=chunk_size, token_logits=seen.append)
+        torch.testing.assert_close(z, ref)
+        assert (z[:2] < 0).any() and torch.isneginf(z[2]).all()
+        got = torch.cat([t.reshape(-1) for t in seen]).sort().values
+        torch.testing.assert_close(got, logits[mask.bool()].reshape(-1).sort().values)

@@ -9,8 +9,9 @@ from splade_exp.stages.emlm_stats import RunningMoments, emlm_statistics
 from vocab_toys import LookupTrunk, toy_tokenizer
 
 
-def lookup_encoder():
-    """Token logits (|V| = 3) = a table of the toy tokenizer's ids, through an identity decoder."""
+def lookup_encoder(impl="chunked", chunk_size=2):
+    """Token logits (|V| = 3) = a table of the toy tokenizer's ids, through an identity decoder.
+    ``chunk_size=2`` splits the vocabulary into two chunks."""
     table = torch.zeros(15, 3)
     table[0] = torch.tensor([100.0, 100.0, 100.0])  # [PAD]: must never count
     table[2] = torch.tensor([-5.0, -5.0, -5.0])     # [CLS]
@@ -22,7 +23,7 @@ def lookup_encoder():
     with torch.no_grad():
         dec.weight.copy_(torch.eye(3))
         dec.bias.zero_()
-    return SpladeEncoder(LookupTrunk(table), dec, "decoder")
+    return SpladeEncoder(LookupTrunk(table), dec, "decoder", pooling_impl=impl, chunk_size=chunk_size)
 
 
 # doc 1 "the cat" = [CLS] the cat [SEP] -> z = max = [3, -1, 0]; non-negative terms: 2
@@ -30,9 +31,11 @@ def lookup_encoder():
 DOCS = ["the cat", "sat"]
 
 
+@pytest.mark.parametrize("impl", ["naive", "chunked"])
 @pytest.mark.parametrize("batch_size", [1, 2])
-def test_statistics_by_hand(batch_size):
-    s = emlm_statistics(lookup_encoder(), toy_tokenizer(), DOCS, max_length=8, batch_size=batch_size, ks=(2, None))
+def test_statistics_by_hand(batch_size, impl):
+    enc = lookup_encoder(impl)
+    s = emlm_statistics(enc, toy_tokenizer(), DOCS, max_length=8, batch_size=batch_size, ks=(2, None))
     # top-2: doc 1 [3, 0] (mean 1.5, std 1.5), doc 2 [2, -1] (mean 0.5, std 1.5)
     assert s["doc-score-avg@2"] == pytest.approx(1.0)
     assert s["doc-score-std@2"] == pytest.approx(1.5)
