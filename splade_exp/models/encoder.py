@@ -65,13 +65,46 @@ class SpladeEncoder(nn.Module):
             if old.bias is not None:
                 decoder.bias.copy_(old.bias)
         mlm.set_submodule(path, nn.Identity())
-        # Some heads keep a second reference to the old decoder's bias (BERT's
-        # ``cls.predictions.bias``); it no longer takes part in the forward pass.
-        if old.bias is not None and any(p is old.bias for p in mlm.parameters()):
-            old.bias.requires_grad_(False)
         if hasattr(mlm, "config"):
             mlm.config.tie_word_embeddings = False
-        return cls(mlm, decoder, path, **kwargs)
+        encoder = cls(mlm, decoder, path, **kwargs)
+        encoder.freeze_detached_head()
+        return encoder
+
+    def freeze_detached_head(self) -> list[str]:
+        """Make the output-head parameters that no longer reach the output untrainable; their names.
+
+        With the decoder split off, some head parameters may take no part in the forward pass: BERT's
+        ``cls.predictions.bias`` is a second copy of the old decoder's bias (the same tensor in a
+        freshly built model, a separate one once a checkpoint is loaded untied), and other heads
+        may keep similar leftovers. Such a parameter never gets a gradient, which DDP without
+        ``find_unused_parameters`` refuses. Which ones they are is found by one backward pass of a
+        two-token input through :meth:`features` (eval mode: no dropout, no random numbers drawn),
+        over the parameters outside the base model (``mlm.base_model``), so that a trunk path a
+        probe does not exercise is never frozen. Their values stay in the state dict.
+        """
+        mlm = self.mlm
+        base = getattr(mlm, "base_model", mlm)
+        trunk = {id(p) for p in base.parameters()} if base is not mlm else set()
+        head = [(n, p) for n, p in mlm.named_parameters() if p.requires_grad and id(p) not in trunk]
+        if not head:
+            return []
+        modes = {m: m.training for m in mlm.modules()}
+        device = next(mlm.parameters()).device
+        ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+        try:
+            mlm.eval()
+            with torch.enable_grad():
+                out = self.features(ids, torch.ones_like(ids))
+            grads = (torch.autograd.grad(out.float().sum(), [p for _, p in head], allow_unused=True)
+                     if out.requires_grad else [None] * len(head))
+        finally:
+            for m, training in modes.items():
+                m.training = training
+        unused = [(n, p) for (n, p), g in zip(head, grads) if g is None]
+        for _, p in unused:
+            p.requires_grad_(False)
+        return [n for n, _ in unused]
 
     @property
     def vocab_size(self) -> int:
