@@ -200,7 +200,7 @@ def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.Data
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
         **{g: str(cfg[g].name) for g in ("backbone", "vocab", "init", "pretrain", "loss", "head", "data")},
         "head_k": float(cfg.head.k), "seed": int(cfg.seed), "stage": cfg.stage,
-        "artifacts_built": ",".join(artifacts.built),
+        "artifacts_built": ",".join(artifacts.built_by_job()),  # collective under DDP
         **{k: v for k, v in info.items()},
         **flatten(drop_keys(cfg, ("paths", "hydra", "launcher", "logger"))),
     }

@@ -1,6 +1,8 @@
 """The offline default backbone: a WordPiece tokenizer trained on the collection (+ general
 corpus) and a small BERT built from config, warmed up by whole-word-masked MLM on the same text,
-saved with ``save_pretrained`` so it loads exactly like any local or hub checkpoint."""
+saved with ``save_pretrained`` so it loads exactly like any local or hub checkpoint. The warm-up
+runs in one process on one device, also inside a DDP job (:mod:`splade_exp.artifacts`):
+``backbone.mlm.batch_size`` is the whole batch."""
 from __future__ import annotations
 
 import logging
@@ -37,7 +39,7 @@ def build_tiny_backbone(out: Path, bcfg, tcfg, collection, seed: int) -> None:
         rng = random.Random(seed)
         rng.shuffle(texts)
         collate = WholeWordMaskCollator(tokenizer, mlm.max_length, None, mask_rate=0.15, seed=seed)
-        trainer = make_trainer(tcfg, out, mlm.steps, logger=False)
+        trainer = make_trainer(tcfg, out, mlm.steps, logger=False, single_process=True)  # see artifacts.py
         trainer.fit(module, loader(texts, mlm.batch_size, collate, True, 0, seed))
         log.info("backbone MLM warm-up: %d steps, final loss %.3f", mlm.steps,
                  float(trainer.callback_metrics.get("train/loss", float("nan"))))

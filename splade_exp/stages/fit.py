@@ -10,12 +10,13 @@ would have seen next.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -31,26 +32,85 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
+class SingleProcessEnvironment(ClusterEnvironment):
+    """This process alone (world size 1, rank 0), whatever rank variables Slurm, submitit or torchrun set.
+
+    For trainers that must not join the job's other ranks: artifact builds (:mod:`splade_exp.artifacts`).
+    """
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True  # nothing to launch
+
+    @property
+    def main_address(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def main_port(self) -> int:
+        return 0
+
+    @staticmethod
+    def detect() -> bool:
+        return False  # only ever passed explicitly
+
+    def world_size(self) -> int:
+        return 1
+
+    def set_world_size(self, size: int) -> None:
+        pass
+
+    def global_rank(self) -> int:
+        return 0
+
+    def set_global_rank(self, rank: int) -> None:
+        pass
+
+    def local_rank(self) -> int:
+        return 0
+
+    def node_rank(self) -> int:
+        return 0
+
+
+def own_device(accelerator: str):
+    """``devices`` for a single-process trainer: this rank's own GPU (``LOCAL_RANK``/``SLURM_LOCALID``)
+    where the trainer runs on GPUs, else 1."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+        return [local % torch.cuda.device_count()]
+    return 1
+
+
 def make_trainer(tcfg, root_dir: Path, max_steps: int, logger=False, callbacks=(), checkpoint_every: int | None = None,
-                 val_check_interval=None, use_distributed_sampler: bool = True) -> L.Trainer:
+                 val_check_interval=None, use_distributed_sampler: bool = True,
+                 single_process: bool = False) -> L.Trainer:
     """A step-bounded trainer. With ``checkpoint_every`` it saves ``last.ckpt`` periodically.
 
     ``use_distributed_sampler=False`` when the loader already gives each rank its own rows
     (:class:`GlobalBatchData`); otherwise Lightning shards the loader with a ``DistributedSampler``.
+    ``single_process=True``: one device, no process group, the rank variables ignored
+    (:class:`SingleProcessEnvironment`) -- a trainer that runs inside one rank of a DDP job
+    without waiting for the others (artifact builds); ``trainer.devices``/``num_nodes``/``strategy``
+    do not apply to it.
     """
     callbacks = list(callbacks)
     if checkpoint_every:
         callbacks.append(ModelCheckpoint(dirpath=root_dir / "checkpoints", save_last=True, save_top_k=0,
                                          every_n_train_steps=checkpoint_every))
     plugins = [AtomicCheckpointIO()]
-    if SLURMEnvironment.detect():
+    devices, num_nodes, strategy = tcfg.devices, tcfg.num_nodes, tcfg.strategy
+    if single_process:
+        devices, num_nodes, strategy = own_device(tcfg.accelerator), 1, "auto"
+        plugins.append(SingleProcessEnvironment())
+    elif SLURMEnvironment.detect():
         # submitit owns requeueing (it handles USR2 and resubmits); Lightning must not also.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return L.Trainer(
         accelerator=tcfg.accelerator,
-        devices=tcfg.devices,
-        num_nodes=tcfg.num_nodes,
-        strategy=tcfg.strategy,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
         precision=tcfg.precision,
         max_steps=max_steps,
         max_epochs=-1,

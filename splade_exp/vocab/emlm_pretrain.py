@@ -17,7 +17,10 @@ statistics (removed from the texts when the corpus is ``in_domain``). The texts 
 training set is the next ``ceil(steps * batch_size / repetition)`` texts, so with ``repetition``
 R each text is seen about R times within the same step budget (R = 1: unique data). When the
 corpus is too small for that, all remaining texts are used and the effective repetition
-(``emlm.repetition_effective``, logged with a warning) is larger than asked.
+(``emlm.repetition_effective``, logged with a warning) is larger than asked. Pretraining runs in
+one process on one device, also inside a DDP job (:mod:`splade_exp.artifacts`), so
+``pretrain.batch_size`` is the whole batch -- never a per-device batch times the job's ranks -- and
+the artifact does not depend on the job that built it.
 
 A run may instead name an existing checkpoint (``pretrain.checkpoint``: an EMLM artifact directory
 or its ``model.safetensors``); its vocabulary must equal the configured one.
@@ -109,7 +112,7 @@ def build_emlm(out: Path, cfg, encoder: SpladeEncoder, tokenizer, collection, wo
     module = EmlmModule(encoder, lr=p.lr, weight_decay=p.weight_decay, warmup_steps=p.warmup_steps,
                         max_steps=p.steps, val_batches=val_batches, val_every_n_steps=p.val_every_n_steps,
                         log_every_n_steps=p.log_every_n_steps)
-    trainer = make_trainer(cfg.trainer, out, p.steps, logger=False)
+    trainer = make_trainer(cfg.trainer, out, p.steps, logger=False, single_process=True)  # see artifacts.py
     t0 = time.time()
     trainer.fit(module, loader(train, p.batch_size, collate, True, 0, seed))
     train_time = time.time() - t0

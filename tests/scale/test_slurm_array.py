@@ -1,5 +1,9 @@
 """A real Slurm: a two-job sweep through Hydra's submitit launcher runs as one job array, and the
 task that gets the pre-timeout signal saves last.ckpt, is requeued by submitit and resumes from it.
+A ``launcher=slurm_multigpu`` job (2 srun tasks = 2 DDP ranks, CPU/gloo) with a fresh runs root
+builds its backbone, unigram vocabulary and EMLM pretraining in one rank while the other waits
+(a build that needed both ranks deadlocked), fine-tunes under ``strategy=ddp`` (no unused
+parameters) and writes one results file from rank 0.
 
 Slurm comes from scripts/setup_slurm.sh (a single-node cluster from Debian's packages), which this
 module runs when it is not up or its configuration is stale; the module skips only where that
@@ -21,6 +25,7 @@ import pandas as pd
 import pytest
 
 from conftest import compose_cfg
+from smoke_cli import RANK_ENV
 from splade_exp.run import run_id
 
 pytestmark = pytest.mark.slow
@@ -154,3 +159,78 @@ def test_the_signalled_task_saved_was_requeued_and_resumed(sweep):
     assert "Restarts=0" in _scontrol(f"{array}_1")
     untouched = (root / "sweep" / ".submitit" / f"{array}_1" / f"{array}_1_0_log.out").read_text()
     assert "Restoring states" not in untouched
+
+
+# DDP in one job: every artifact that has a Lightning trainer must be built, so a fresh root
+DDP_JOB = ["+experiment=smoke", "logger=none", "vocab=unigram", "vocab.size=300", "init=esplade", "pretrain=emlm",
+           "pretrain.steps=4", "pretrain.batch_size=8", "pretrain.warmup_steps=1", "pretrain.val_size=16",
+           "pretrain.val_every_n_steps=0", "pretrain.log_every_n_steps=2", "pretrain.max_length=32",
+           "pretrain.stats_docs=16", "backbone.mlm.steps=2", "backbone.mlm.batch_size=8", "trainer.max_steps=4",
+           "trainer.batch_size=8", "trainer.warmup_steps=1"]
+# a CPU-only node: no GPUs to ask for, gloo instead of NCCL (sweeps/README.md)
+CPU_NODE = ["trainer.accelerator=cpu", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=4", "hydra.launcher.timeout_min=10"]
+DDP_DEADLINE_S = 600
+
+
+@pytest.fixture(scope="module")
+def ddp_job(slurm, tmp_path_factory):
+    """One two-rank job through the real command line; cancelled if it does not end in time (a deadlock)."""
+    root = tmp_path_factory.mktemp("slurm_ddp")
+    rid = run_id(compose_cfg(DDP_JOB, root))
+    env = {k: v for k, v in os.environ.items() if k not in RANK_ENV and not k.startswith(("SLURM_", "SUBMITIT_"))}
+    env.update({"SPLADE_EXP_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
+                "TOKENIZERS_PARALLELISM": "false"})
+    cmd = [sys.executable, "-m", "splade_exp", *DDP_JOB, "launcher=slurm_multigpu", "-m", *CPU_NODE,
+           "hydra.launcher.tasks_per_node=2", f"hydra.sweep.dir={root}/sweep"]
+    log = root / "launcher.log"
+    t0 = time.time()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    job = None
+    try:
+        script = _wait_for(lambda: next((root / "sweep" / ".submitit").glob("*/*_submission.sh"), None),
+                           "the submission", t0 + DDP_DEADLINE_S, proc, log)
+        job = script.parent.name
+        proc.wait(timeout=max(t0 + DDP_DEADLINE_S - time.time(), 1))
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+        if job:
+            subprocess.run(["scancel", job], timeout=30)
+        raise
+    folder = root / "sweep" / ".submitit" / job
+    logs = {r: (folder / f"{job}_{r}_log.out").read_text() + (folder / f"{job}_{r}_log.err").read_text()
+            for r in (0, 1)}
+    print(f"slurm DDP job {job}: {time.time() - t0:.0f} s from launch to return")
+    return {"root": root, "rid": rid, "job": job, "rc": proc.returncode, "log": log, "script": script.read_text(),
+            "ranks": logs}
+
+
+def test_ddp_job_builds_its_artifacts_in_one_rank_and_trains_on_both(ddp_job):
+    assert ddp_job["rc"] == 0, ddp_job["log"].read_text()[-4000:]
+    assert "#SBATCH --ntasks-per-node=2" in ddp_job["script"] and "--gpus" not in ddp_job["script"]
+    ranks = ddp_job["ranks"]
+    for r in (0, 1):
+        assert f"global_rank={r}(2)" in ranks[r] and "Job completed successfully" in ranks[r], ranks[r][-3000:]
+        assert f"Initializing distributed: GLOBAL_RANK: {r}, MEMBER: {r + 1}/2" in ranks[r], ranks[r][-3000:]
+    for kind in ("backbone", "vocab", "emlm"):  # built by exactly one rank, reused by the other
+        built = [r for r in (0, 1) if re.search(rf"built artifact \S+/artifacts/{kind}/", ranks[r])]
+        reused = [r for r in (0, 1) if re.search(rf"reusing artifact \S+/artifacts/{kind}/", ranks[r])]
+        assert len(built) == 1 and reused == [1 - built[0]], (kind, built, reused)
+
+
+def test_ddp_job_writes_one_results_file_from_rank_zero(ddp_job):
+    results = ddp_job["root"] / "results" / "smoke"
+    runs = [p for p in results.glob("*.parquet") if not p.name.startswith(("bm25-", "emlm-"))]
+    assert [p.stem for p in runs] == [ddp_job["rid"]]
+    assert "wrote 4 rows" in ddp_job["ranks"][0] and not re.search(r"wrote \d+ rows", ddp_job["ranks"][1])
+    frame = pd.read_parquet(runs[0])
+    assert len(frame) == 4 and (frame.status == "completed").all()
+    assert (frame["cfg.trainer.devices"] == 2).all() and (frame["cfg.trainer.strategy"] == "ddp").all()
+    assert frame["mrr@10"].between(0, 1).all() and (frame.vocab_size == 300).all()
+    # whichever rank built them, the job's results name them
+    built = frame.artifacts_built.iloc[0].split(",")
+    for kind in ("backbone", "vocab", "emlm"):
+        assert any(b.startswith(f"{kind}/") for b in built), built
