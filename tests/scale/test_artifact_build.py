@@ -33,8 +33,13 @@ TCFG = OmegaConf.create({"accelerator": "cpu", "devices": 2, "num_nodes": 1, "st
 
 @pytest.fixture
 def rank1(monkeypatch):
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+
     for key, value in RANK1_OF_2.items():
         monkeypatch.setenv(key, value)
+    for fn in (rank_zero_only, utils_rank_zero_only):  # a DDP trainer sets them to its rank: restored after
+        monkeypatch.setattr(fn, "rank", fn.rank)
 
     def no_rendezvous(*args, **kwargs):
         raise AssertionError("an artifact build formed a process group: it would wait for the other ranks")
