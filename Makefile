@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head clean
+.PHONY: venv demo test report smoke bench-head bench-scifact bench-data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,13 @@ smoke: venv  ## seconds-long end-to-end run
 
 bench-head: venv  ## memory/speed of the naive vs chunked SPLADE head (writes JSON)
 	$(PY) benchmarks/head_memory.py
+
+SCIFACT ?= $(CURDIR)/../shared/datasets/scifact
+bench-scifact: venv  ## zero-shot + fine-tuned SPLADE and BM25 on SciFact (any BEIR dir: SCIFACT=/path)
+	$(PY) benchmarks/scifact.py --data $(SCIFACT)
+
+bench-data: venv  ## reading a large collection and tokenising it once for a sweep (writes JSON)
+	$(PY) benchmarks/data_loading.py
 
 clean:
 	rm -rf $(ROOT)

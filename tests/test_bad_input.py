@@ -142,6 +142,41 @@ def test_training_without_train_qrels(tmp_path):
     assert "no training pairs" in msg and "stage=evaluate" in msg
 
 
+def test_datasets_files_malformed_line_and_missing_column(tmp_path):
+    from splade_exp.data.hf import HfFiles
+
+    root = write_beir(tmp_path / "beir")
+    lines = (root / "corpus.jsonl").read_text().splitlines()
+    (root / "broken.jsonl").write_text("\n".join([lines[0], lines[1][:-2], *lines[2:]]) + "\n")
+    src = HfFiles(corpus="broken.jsonl", queries="queries.jsonl", qrels={"test": "qrels/test.tsv"}, path=str(root),
+                  cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match=f"{root / 'broken.jsonl'}:2: malformed JSON"):
+        src.load()
+    src = HfFiles(corpus="corpus.jsonl", queries="queries.jsonl", path=str(root), doc_text=["body"],
+                  cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match=r"no column\(s\) \['body'\].*set data.source.doc_id / data.source.doc_text"):
+        src.load()
+
+
+def test_click_log_naming_an_unknown_document(tmp_path):
+    from splade_exp.data.clicklog import ClickLog
+
+    root = write_beir(tmp_path / "beir")
+    (root / "clicks.tsv").write_text("query\tdoc_id\nfever\td1\nsugar\tnope\n")
+    with pytest.raises(DataError) as info:
+        ClickLog(str(root), "clicks.tsv").load()
+    assert f"{root / 'clicks.tsv'}:3: document id 'nope' is not in the corpus" in str(info.value)
+    assert "data.drop_unknown_qrels=true" in str(info.value)
+    c = ClickLog(str(root), "clicks.tsv").load(drop_unknown_qrels=True)
+    assert len(c.train_pairs()) == 1
+
+
+def test_evaluation_split_that_does_not_exist(tmp_path):
+    root = write_beir(tmp_path / "beir")
+    msg = run_fails(toy_cfg(tmp_path, root, "data.eval_split=dev"), DataError)
+    assert "no qrels for split 'dev'; available: ['test', 'train']" in msg and "data.eval_split" in msg
+
+
 # --------------------------------------------------------------------------- config values
 @pytest.mark.parametrize("grid,key", [("[[0,0],[5,-1]]", "prune.grid[1][1] (dk)"),
                                       ("[[0,0],[2.5,10]]", "prune.grid[1][0] (qk)"),
