@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +45,18 @@ def wandb_records(path: Path):
             record.ParseFromString(pending)
             pending = b""
             yield record
+
+
+def exit_records(path: Path, timeout: float = 20.0) -> list:
+    """The ``exit`` records of an offline run file. ``wandb.finish()`` returns once the run is
+    closed, but the W&B service process may append the last records to the file a moment later:
+    wait for them (up to ``timeout`` seconds) before reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        exits = [r.exit for r in wandb_records(path) if r.WhichOneof("record_type") == "exit"]
+        if exits or time.monotonic() > deadline:
+            return exits
+        time.sleep(0.2)
 
 
 def _items(records, kind: str) -> dict:
@@ -145,5 +158,4 @@ def test_failed_job_finishes_its_run(tmp_path, monkeypatch):
         run(compose_cfg(["+experiment=smoke", "logger=wandb"], tmp_path))
     assert sys.modules["wandb"].run is None  # the next job of the sweep starts its own run
     (wandb_file,) = (tmp_path / "runs").rglob("run-*.wandb")
-    exits = [r.exit for r in wandb_records(wandb_file) if r.WhichOneof("record_type") == "exit"]
-    assert [e.exit_code for e in exits] == [1]
+    assert [e.exit_code for e in exit_records(wandb_file)] == [1]
