@@ -38,8 +38,12 @@ report: venv  ## figures + markdown report for RESULTS=<dir>
 smoke: venv  ## seconds-long end-to-end run
 	$(PY) -m splade_exp +experiment=smoke
 
-bench-head: venv  ## memory/speed of the naive vs chunked SPLADE head (writes JSON)
+.PHONY: bench-encode
+bench-head: venv  ## memory/speed of the naive vs chunked SPLADE head, head alone and a training step (writes JSON)
 	$(PY) benchmarks/head_memory.py
+
+bench-encode: venv  ## corpus encoding docs/s of splade_tiny: chunked head vs HF materialised logits (writes JSON)
+	$(PY) benchmarks/encode_throughput.py
 
 SCIFACT ?= $(CURDIR)/../shared/datasets/scifact
 bench-scifact: venv  ## zero-shot + fine-tuned SPLADE and BM25 on SciFact (any BEIR dir: SCIFACT=/path)
