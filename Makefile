@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-scifact bench-data clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,7 +38,6 @@ report: venv  ## figures + markdown report for RESULTS=<dir>
 smoke: venv  ## seconds-long end-to-end run
 	$(PY) -m splade_exp +experiment=smoke
 
-.PHONY: bench-encode
 bench-head: venv  ## memory/speed of the naive vs chunked SPLADE head, head alone and a training step (writes JSON)
 	$(PY) benchmarks/head_memory.py
 
