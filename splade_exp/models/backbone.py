@@ -24,9 +24,10 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = Tru
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2)
     tok.train_from_iterator(texts, trainer=trainer)
-    # The trainer's vocabulary is deterministic but its ids are not (the initial alphabet comes out
-    # of a hash map in a different order each process), and different ids give a differently
-    # initialised model. WordPiece matching depends only on the set of pieces: renumber them.
+    # The trainer numbers its "##" alphabet in hash-map order, different in every process, and
+    # different ids give a differently initialised model. WordPiece matching depends only on the
+    # set of pieces, so renumber them. (Merges tied at the vocabulary cut-off are broken by those
+    # ids too, so on such a corpus the set itself can still differ between processes.)
     pieces = sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
     tok.model = models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + pieces)}, unk_token="[UNK]")
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
