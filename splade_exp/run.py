@@ -152,9 +152,20 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     try:
         frame = _run(cfg, rid, out, run_dir, logger)
         failed = False
+        _leave_process_group()
         return frame
     finally:  # one W&B run per job, also when the job fails
         tracking.finish(failed)
+
+
+def _leave_process_group() -> None:
+    """All ranks leave the job's process group together once rank 0 has written the results:
+    a rank exiting with the group alive can abort in gloo's/NCCL's teardown (SIGABRT)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.DataFrame:

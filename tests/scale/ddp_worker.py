@@ -137,3 +137,7 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
     if rank == 0:
         result["encoded"] = encoded
         torch.save(result, out / "ddp.pt")
+    # Leave together: a rank exiting with the group alive can abort in gloo's teardown (SIGABRT,
+    # "terminate called without an active exception") while the other still uses it.
+    dist.barrier()
+    dist.destroy_process_group()
