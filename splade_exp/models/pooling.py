@@ -13,23 +13,21 @@ How ``chunked`` works
 ``log1p∘relu`` is monotone, so ``w = log1p(relu(max_l z_l))`` with ``z_l = h_l·E_j + b_j``, and the
 bias does not depend on ``l``: ``max_l z_l = max_l (h_l·E_j) + b_j``. The forward pass therefore
 
-1. builds ``h'`` (B·L, H): each padding position gets a copy of its example's first real token, so
-   it can tie with that token's logit but never exceed the max over real tokens (whatever the
-   padding states hold, NaN included). No ``-inf`` buffer, no copy of the logits;
-2. for each vocabulary chunk ``E_c`` (c rows) computes ``E_c h'^T`` (c, B·L) into one reused
-   buffer and reduces it over L with ``max`` (value and position; ``amax`` alone when no gradient
-   is needed, several times cheaper on CPU);
+1. for each vocabulary chunk ``E_c`` (c rows) computes ``E_c h^T`` (c, B·L) into one reused
+   buffer, reading ``h`` in place (no copy), and overwrites the padding columns with ``-inf``
+   (whatever the padding states hold, NaN included);
+2. reduces that chunk over L with ``max`` (value and position; ``amax`` alone when no gradient is
+   needed, several times cheaper on CPU);
 3. adds the bias and applies ``log1p(relu(.))`` on the (B, |V|) result only. An all-padding
    example gets 0 (it pools ``-inf``, and ``log1p(relu(-inf)) = 0``).
 
-Ties between positions resolve as ``torch.max`` resolves them; a position that is a padding copy
-stands for the real token it copies.
+Ties between positions resolve as ``torch.max`` resolves them; the position kept is never a
+padding one (except in an all-padding example, whose weights and gradients are 0).
 
 Saved for backward: ``h``, ``weight``, the argmax position (B, |V|) in the smallest integer dtype
-that holds it (uint8 for L <= 256, else int16/int32), the map from positions to the real token
-they stand for (B, L) and the output itself. The max value ``z*`` is not stored separately: the
-output *is* ``log1p(z*)`` where ``z* > 0`` and ``d w / d z* = 1 / (1 + z*) = exp(-w)``, so the
-backward uses ``g·exp(-w)`` where ``w > 0`` and 0 elsewhere (the relu subgradient at 0 is 0).
+that holds it (uint8 for L <= 256, else int16/int32) and the output itself. The max value ``z*``
+is not stored separately: the output *is* ``log1p(z*)`` where ``z* > 0`` and
+``d w / d z* = 1 / (1 + z*) = exp(-w)``, so the backward uses ``g·exp(-w)`` where ``w > 0`` and 0 elsewhere (the relu subgradient at 0 is 0).
 Under ``no_grad``/``inference_mode`` nothing is saved and no argmax is kept.
 
 The backward pass is sparse: with ``gz`` (B, |V|) the gradient at the pooled logits and ``S`` the
@@ -122,13 +120,12 @@ def _chunked_max_forward(
     keep_argmax: bool,
     activate: bool = True,
     on_chunk: Callable[[int, torch.Tensor], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Pooled weights (B, V) in ``out_dtype``, the argmax positions (B, V) if asked (else None)
-    and the source rows of :func:`_source_rows`.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pooled weights (B, V) in ``out_dtype`` and the argmax positions (B, V) if asked (else None).
 
     ``activate=False`` returns the raw pooled logits ``max_l z`` instead (``-inf`` for an
     all-padding example). ``on_chunk(j0, z)`` sees each chunk's logits ``z`` (n, B·L), bias not
-    added, padding columns holding copies of real tokens.
+    added, padding columns holding ``-inf``.
     """
     # Dtypes are chosen by the caller; autocast must not re-cast the chunk matmuls.
     with _autocast_off(h.device.type):
@@ -143,22 +140,6 @@ def _autocast_off(device_type: str):
     return torch.autocast(device_type=device_type, enabled=False)
 
 
-def _source_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(src, empty)`` for a (B, L) mask.
-
-    ``src`` (B, L) holds the flat row ``b·L + l'`` of the real token that position (b, l) stands
-    for: itself when real, the example's first real token when padding. ``empty`` (B,) marks
-    all-padding examples (their ``src`` rows are never used).
-    """
-    B, L = mask.shape
-    real = mask.bool()
-    # First real position = number of leading padding positions (clamped for an empty example).
-    first = (real.cumsum(dim=1) == 0).sum(dim=1).clamp_max(L - 1)
-    pos = torch.arange(L, device=mask.device)
-    offset = L * torch.arange(B, device=mask.device).unsqueeze(1)
-    return torch.where(real, pos, first.unsqueeze(1)) + offset, ~real.any(dim=1)
-
-
 def _chunks(V: int, chunk_size: int):
     c = max(1, min(int(chunk_size), V))
     return c, [(j0, min(c, V - j0)) for j0 in range(0, V, c)]
@@ -170,10 +151,12 @@ def _chunked_max_forward_impl(
     B, L, H = h.shape
     V = weight.shape[0]
     device = h.device
-    src, empty = _source_rows(mask)
-    # Padding positions get a copy of their example's first real token: they can tie with the
-    # max but never exceed it, so one matmul per chunk needs no -inf buffer and no copy.
-    hf_t = h.reshape(B * L, H).to(compute_dtype).index_select(0, src.reshape(-1)).t()  # (H, B·L)
+    # A view of h where it already has the compute dtype: the logits matmul reads it transposed.
+    hf = h.reshape(B * L, H).to(compute_dtype)
+    # Padding columns of each logits chunk are overwritten with -inf (NaN in padding states too).
+    pad_cols = (~mask.bool()).reshape(-1).nonzero().squeeze(1)
+    if pad_cols.numel() == 0:
+        pad_cols = None
 
     out = torch.empty((B, V), dtype=out_dtype, device=device)
     argmax = torch.empty((B, V), dtype=_index_dtype(L), device=device) if keep_argmax else None
@@ -182,7 +165,9 @@ def _chunked_max_forward_impl(
     vbuf = torch.empty((c, B), dtype=compute_dtype, device=device)
     ibuf = torch.empty((c, B), dtype=torch.long, device=device) if keep_argmax else None
     for j0, n in chunks:
-        z = torch.mm(weight[j0 : j0 + n].to(compute_dtype), hf_t, out=zbuf[:n])
+        z = torch.mm(weight[j0 : j0 + n].to(compute_dtype), hf.t(), out=zbuf[:n])
+        if pad_cols is not None:
+            z.index_fill_(1, pad_cols, float("-inf"))
         if on_chunk is not None:
             on_chunk(j0, z)
         z = z.view(n, B, L)
@@ -196,41 +181,40 @@ def _chunked_max_forward_impl(
     if bias is not None:
         out.add_(bias.to(out_dtype))
     if not activate:
-        return out.masked_fill_(empty.unsqueeze(1), float("-inf")), argmax, src
-    out.clamp_min_(0).log1p_()  # log1p(relu(.))
-    out.masked_fill_(empty.unsqueeze(1), 0.0)  # an all-padding example pools -inf: weight 0
-    return out, argmax, src
+        return out, argmax  # -inf for an all-padding example
+    out.clamp_min_(0).log1p_()  # log1p(relu(.)); an all-padding example pools -inf: weight 0
+    return out, argmax
 
 
 class _ChunkedMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, mask, chunk_size, compute_dtype, out_dtype):
-        out, argmax, src = _chunked_max_forward(
+        out, argmax = _chunked_max_forward(
             h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax=True
         )
         ctx.chunk_size = chunk_size
         ctx.bias_dtype = None if bias is None else bias.dtype
-        ctx.save_for_backward(h, weight, argmax, out, src)
+        ctx.save_for_backward(h, weight, argmax, out)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        h, weight, argmax, out, src = ctx.saved_tensors
+        h, weight, argmax, out = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         need_b = need_b and ctx.bias_dtype is not None
         if not (need_h or need_w or need_b):
             return None, None, None, None, None, None, None
         with _autocast_off(h.device.type):
             grad_h, grad_w, grad_b = _chunked_max_backward(
-                h, weight, argmax, out, src, grad_out, ctx.chunk_size, need_h, need_w, need_b
+                h, weight, argmax, out, grad_out, ctx.chunk_size, need_h, need_w, need_b
             )
         if grad_b is not None:
             grad_b = grad_b.to(ctx.bias_dtype)
         return grad_h, grad_w, grad_b, None, None, None, None
 
 
-def _chunked_max_backward(h, weight, argmax, out, src, grad_out, chunk_size, need_h, need_w, need_b):
+def _chunked_max_backward(h, weight, argmax, out, grad_out, chunk_size, need_h, need_w, need_b):
     """Exact gradients from the saved argmax; per vocabulary chunk, only O(B·chunk) temporaries.
 
     With ``gz`` (B, |V|) the gradient at the pooled logits and ``S`` the (B·L, |V|) matrix holding
@@ -260,7 +244,7 @@ def _chunked_max_backward(h, weight, argmax, out, src, grad_out, chunk_size, nee
         # The non-zero entries of S in this chunk, sorted by vocabulary row j.
         jj, bb = gz.t().nonzero(as_tuple=True)
         vals = gz[bb, jj]
-        rows = src[bb, argmax[:, j0 : j0 + n][bb, jj].long()]
+        rows = bb * L + argmax[:, j0 : j0 + n][bb, jj].long()
         if need_w:  # grad_E[j] = sum over b of gz[b, j] h[row(b, j)]: one bag per vocabulary row
             offsets = torch.searchsorted(jj, vocab_pos[:n])
             grad_w[j0 : j0 + n].copy_(F.embedding_bag(rows, hf, offsets, mode="sum", per_sample_weights=vals))
@@ -315,7 +299,7 @@ def max_pool_chunked(
     )
     if not needs_grad:
         # Plain chunked computation: no argmax kept, nothing saved.
-        out, _, _ = _chunked_max_forward(
+        out, _ = _chunked_max_forward(
             h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax=False
         )
         return out
@@ -381,7 +365,7 @@ def max_logits(
                 zr = z.index_select(1, real_cols)
                 token_logits(zr if bias is None else zr.add_(bias[j0 : j0 + z.shape[0]].unsqueeze(1)))
 
-        out, _, _ = _chunked_max_forward(
+        out, _ = _chunked_max_forward(
             h, weight, bias, mask, chunk_size, compute_dtype, out_dtype, keep_argmax=False,
             activate=False, on_chunk=on_chunk,
         )
