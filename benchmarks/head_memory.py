@@ -27,8 +27,18 @@ model) exist:
 Extra peaks include everything a step allocates: the output, the parameter gradients (the weight's
 is |V|·H floats, the same for both implementations) and the gradient of h. The JSON reports, per
 target case, ``memory_ratio`` (chunked / naive extra peak: the target, <= 0.1), ``floor_ratio``
-(parameter gradients + output over the naive peak: no implementation can go below it) and
-``memory_ratio_without_param_grads``.
+and ``memory_ratio_without_param_grads``. The floor is what any exact max-pooling backward that
+keeps the max and its position holds at the end of the backward, over the naive peak: the
+parameter gradients, the gradient of h (B·L·H floats), the saved max values (B·|V| floats: the
+output, which the chunked head saves as its values) and the positions (B·|V| bytes for L <= 256).
+
+Allocator (CPU): glibc's ``malloc`` raises its mmap threshold to the size of the largest block
+freed so far (up to 32 MiB), after which blocks of that size come from the heap and stay resident
+when freed, so the RSS high-water mark also counts memory the allocator keeps, by an amount that
+varies from run to run. ``--allocator live`` runs every case with ``MALLOC_MMAP_THRESHOLD_=65536``
+(a fixed threshold: blocks of 64 KiB and more are mapped and unmapped one by one), so the RSS
+follows the tensors alive at each moment, as ``max_memory_allocated`` does on CUDA. The default
+(``glibc``) leaves the allocator as a user's process has it.
 
 Time: the median of ``--repeats`` steps after one warm-up (forward and backward also separately);
 ``time_min_s`` is the fastest. Wall-clock time on a shared machine is noisy: the JSON records the
@@ -39,6 +49,7 @@ Usage::
     python benchmarks/head_memory.py                    # grid + train step -> results/head_memory.json
     python benchmarks/head_memory.py --quick --threads 1,2 --repeats 5   # the target case only
     python benchmarks/head_memory.py --chunk-sweep      # chunked at the target case, chunk sizes
+    python benchmarks/head_memory.py --quick --allocator live   # RSS = live tensors (see above)
     python benchmarks/head_memory.py --device cuda      # the same on GPU 0 (max allocated)
     python benchmarks/head_memory.py --device cuda --max-batch   # largest training batch that fits
 
@@ -268,6 +279,10 @@ def run_case(case: dict) -> dict:
         # Gradient bytes no implementation can avoid: every parameter's (train) or weight + bias.
         "param_grad_bytes": sum(p.numel() * p.element_size() for p in params),
         "output_bytes": case["B"] * case["V"] * 4 * (2 if case["kind"] == "train" else 1),
+        # The head's input gradient and uint8 argmax positions (head cases; L <= 256).
+        "h_grad_bytes": case["B"] * case["L"] * case["H"] * 4 if case["kind"] == "head" else 0,
+        "argmax_bytes": case["B"] * case["V"] if case["kind"] == "head" else 0,
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "baseline_bytes": int(base),
         "hwm_reset": hwm_reset,
     }
@@ -358,9 +373,16 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+#: ``--allocator live``: a fixed glibc mmap threshold (no dynamic raise), see the module docstring.
+LIVE_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
 def _spawn(payload: dict, flag: str = "--case") -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), flag, json.dumps(payload)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    if payload.get("allocator") == "live":
+        env.update(LIVE_MALLOC_ENV)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in reversed(res.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -398,6 +420,11 @@ def _naive_twin(results: list[dict], r: dict) -> dict | None:
     return None
 
 
+def _floor_bytes(r: dict) -> int:
+    """Parameter gradients + output (the saved max values) + gradient of h + argmax positions."""
+    return r["param_grad_bytes"] + r["output_bytes"] + r.get("h_grad_bytes", 0) + r.get("argmax_bytes", 0)
+
+
 def _ratios(naive: dict, chunked: dict) -> dict:
     ratio = chunked["extra_peak_bytes"] / max(naive["extra_peak_bytes"], 1)
     speedup = naive["time_s"] / chunked["time_s"]
@@ -406,7 +433,8 @@ def _ratios(naive: dict, chunked: dict) -> dict:
         "memory_ratio": round(ratio, 4),
         "speedup": round(speedup, 3),
         "speedup_min_times": round(naive["time_min_s"] / chunked["time_min_s"], 3),
-        "floor_ratio": round((grads + naive["output_bytes"]) / max(naive["extra_peak_bytes"], 1), 4),
+        "floor_ratio": round(_floor_bytes(naive) / max(naive["extra_peak_bytes"], 1), 4),
+        "floor_mib": round(_floor_bytes(naive) / MiB, 1),
         "memory_ratio_without_param_grads": round(
             max(chunked["extra_peak_bytes"] - grads, 0) / max(naive["extra_peak_bytes"] - grads, 1), 4
         ),
@@ -516,6 +544,7 @@ def _default_out(args) -> Path:
     name = "head_memory"
     name += "_chunks" if args.chunk_sweep else "_quick" if args.quick else "_max_batch" if args.max_batch else ""
     name += "_cuda" if args.device == "cuda" and not args.max_batch else ""
+    name += "_live" if args.allocator == "live" and args.device == "cpu" else ""
     return RESULTS / f"{name}.json"
 
 
@@ -534,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=None, help="chunked impl's chunk size (default: the library's)")
     p.add_argument("--full-length", action="store_true", help="no padding (default: lengths uniform in [L/2, L])")
     p.add_argument("--loss", choices=("sum", "weighted"), default="sum", help="head cases: w.sum() or sum(w * U[0,1))")
+    p.add_argument("--allocator", choices=("glibc", "live"), default="glibc",
+                   help="CPU: glibc as is, or a fixed mmap threshold so that RSS follows live tensors")
     p.add_argument("--max-batch-cap", type=int, default=65536, help="--max-batch stops doubling here")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default: benchmarks/results/head_memory*.json)")
     args = p.parse_args(argv)
@@ -565,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_budget_bytes": budget,
         "padding": "none" if args.full_length else "lengths uniform in [L/2, L]",
         "head_loss": "w.sum()" if args.loss == "sum" else "sum(w * U[0,1) weights)",
+        "allocator": args.allocator if args.device == "cpu" else "cuda caching allocator (max allocated)",
         "train_step": f"BERT trunk {TRUNK}, untied |V|-row head, B queries (L={QUERY_LENGTH}) + B documents, "
         "in-batch CE + 1e-3 FLOPS(q) + 1e-3 FLOPS(d), SGD step",
         **_versions(),
@@ -587,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for case in _grid(args):
-        case.update(device=args.device, repeats=args.repeats, full_length=args.full_length, loss=args.loss)
+        case.update(device=args.device, repeats=args.repeats, full_length=args.full_length, loss=args.loss,
+                    allocator=args.allocator)
         tokens = case["B"] * case["L"] * (2 if case["kind"] == "train" else 1)
         logits_bytes = tokens * case["V"] * 4
         if case["impl"] == "naive" and budget and logits_bytes * 3 > 0.6 * budget:
