@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from splade_exp.regularizers import flops, joint_flops, l0, lambda_at
+from splade_exp.regularizers import flops, joint_flops, l0, lambda_at, mean_pairwise_cosine
 
 
 def test_flops_hand_example():
@@ -54,3 +54,18 @@ def test_lambda_scales_with_lam_and_no_ramp():
 def test_l0_counts_positive_entries():
     w = torch.tensor([[0.0, 1.0, 2.0], [0.0, 0.0, 0.5]])
     assert l0(w).item() == pytest.approx(1.5)
+
+
+def test_mean_pairwise_cosine_hand_example():
+    # a = (1, 0), b = (1, 1), c = 0: cos(a, b) = 1/sqrt(2), a zero row has cosine 0 with both,
+    # so the mean over the 3 pairs is 0.70711 / 3 = 0.23570
+    w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    assert mean_pairwise_cosine(w).item() == pytest.approx(0.2357023, abs=1e-6)
+
+
+def test_mean_pairwise_cosine_extremes():
+    same_up_to_scale = torch.tensor([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.5, 1.0, 0.0]])
+    assert mean_pairwise_cosine(same_up_to_scale).item() == pytest.approx(1.0, abs=1e-6)
+    disjoint = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 7.0]])
+    assert mean_pairwise_cosine(disjoint).item() == pytest.approx(0.0, abs=1e-7)
+    assert torch.isnan(mean_pairwise_cosine(torch.ones(1, 4)))

@@ -1,8 +1,16 @@
 """Collapse detection: a diverged run becomes a data point instead of a dead sweep.
 
-A non-finite training loss, or pooled vectors that are all-zero or all-active (L0 of queries or
-documents at 0, or at >= ``active_fraction`` of the vocabulary) for ``patience`` consecutive
-checks, stops training; the orchestrator then records the run as ``diverged`` with its step.
+A non-finite training loss stops training at once; degenerate pooled vectors do after
+``patience`` consecutive checks: queries or documents that are
+
+- all-zero: mean L0 at 0;
+- all-active: mean L0 at >= ``active_fraction`` of the vocabulary;
+- identical: every text of the batch gets (nearly) the same vector, the mean cosine similarity
+  between two queries or two documents of the global batch at >= ``identical_cosine`` (None: not
+  checked). This is the collapse onto the same few terms for every text, which neither L0 test
+  sees.
+
+The orchestrator then records the run as ``diverged`` with its step and the reason.
 """
 from __future__ import annotations
 
@@ -17,8 +25,9 @@ log = logging.getLogger(__name__)
 
 class CollapseDetector(L.Callback):
     def __init__(self, vocab_size: int, patience: int = 20, check_every: int = 1, active_fraction: float = 0.99,
-                 inject_nan_at_step: int | None = None) -> None:
+                 identical_cosine: float | None = 0.99, inject_nan_at_step: int | None = None) -> None:
         self.vocab_size = vocab_size
+        self.identical_cosine = identical_cosine
         self.patience = patience
         self.check_every = check_every
         self.active_fraction = active_fraction
@@ -44,13 +53,23 @@ class CollapseDetector(L.Callback):
             return self._stop(trainer, step, "non-finite loss")
         if step % self.check_every:
             return
-        m = trainer.callback_metrics
-        l0s = [float(m[k]) for k in ("train/l0_q", "train/l0_d") if k in m]
-        degenerate = any(v == 0 or v >= self.active_fraction * self.vocab_size for v in l0s)
-        self.streak = self.streak + 1 if degenerate else 0
+        kind = self.degenerate(trainer.callback_metrics)
+        self.streak = self.streak + 1 if kind else 0
         if self.streak >= self.patience:
-            kind = "all-zero" if any(v == 0 for v in l0s) else "all-active"
             self._stop(trainer, step, f"{kind} representations for {self.streak} checks")
+
+    def degenerate(self, metrics) -> str | None:
+        """``all-zero``, ``all-active``, ``identical`` or None, from this step's logged metrics."""
+        l0s = [float(metrics[k]) for k in ("train/l0_q", "train/l0_d") if k in metrics]
+        if any(v == 0 for v in l0s):
+            return "all-zero"
+        if any(v >= self.active_fraction * self.vocab_size for v in l0s):
+            return "all-active"
+        if self.identical_cosine is not None:
+            cos = [float(metrics[k]) for k in ("train/cos_q", "train/cos_d") if k in metrics]
+            if any(c >= self.identical_cosine for c in cos if math.isfinite(c)):
+                return "identical"
+        return None
 
     def _stop(self, trainer, step: int, reason: str) -> None:
         if self.diverged_step is None:

@@ -112,7 +112,9 @@ class SpladeModule(L.LightningModule):
         flops_q, flops_d = R.flops(q_all), R.flops(d_all)
         lam_q, lam_d = self.lambdas()
         out = {"rank_loss": rank_loss, "flops_q": flops_q, "flops_d": flops_d,
-               "l0_q": R.l0(q_all), "l0_d": R.l0(d_all), "lambda_q": torch.tensor(lam_q), "lambda_d": torch.tensor(lam_d)}
+               "l0_q": R.l0(q_all), "l0_d": R.l0(d_all), "lambda_q": torch.tensor(lam_q), "lambda_d": torch.tensor(lam_d),
+               # collapse diagnostics: 1 when every text of the batch gets the same vector
+               "cos_q": R.mean_pairwise_cosine(q_all), "cos_d": R.mean_pairwise_cosine(d_all)}
         if hp.regularizer == "flops":
             reg = lam_q * flops_q + lam_d * flops_d
         else:
@@ -143,7 +145,7 @@ class SpladeModule(L.LightningModule):
         n = batch["q_input_ids"].shape[0]
         # loss and rank_loss are per-rank means over local queries: average them over ranks to
         # log the global-batch value; the other terms are already computed on the global batch.
-        for key in ("loss", "rank_loss", "flops_q", "flops_d", "l0_q", "l0_d"):
+        for key in ("loss", "rank_loss", "flops_q", "flops_d", "l0_q", "l0_d", "cos_q", "cos_d"):
             self.log(f"train/{key}", out[key], prog_bar=key in ("loss", "l0_q", "l0_d"), batch_size=n,
                      sync_dist=key in ("loss", "rank_loss"))
         if "jflops" in out:

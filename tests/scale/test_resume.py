@@ -98,6 +98,9 @@ def test_sigkill_mid_training_then_relaunch_resumes_from_last_checkpoint(tmp_pat
     # the lambda ramp continues where it stopped: lambda(t) = lambda_q * (t / T)^2, not lambda(0) = 0
     assert after.loc[step, "train/lambda_q"] == pytest.approx(LAMBDA_Q * (step / T) ** 2, rel=1e-6)
     assert after.loc[step, "train/lambda_q"] > 0
+    # the collapse diagnostics are logged each step: mean cosine between two texts of the batch
+    for col in ("train/cos_q", "train/cos_d"):
+        assert after[col].between(0.0, 1.0 + 1e-6).all() and after[col].notna().all(), col
 
     mtime = out.stat().st_mtime_ns
     again = run(cfg)  # a third launch of the same config: finished, so skipped
