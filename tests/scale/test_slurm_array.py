@@ -69,6 +69,23 @@ def _scontrol(job: str) -> str:
     return out.stdout
 
 
+def _cluster_state(job: str | None, folder: Path | None) -> str:
+    """What Slurm says of the node and the job, and the job's own logs: printed when a launch
+    fails or times out (a drained node or a held task shows up here, not in the launcher log)."""
+    parts = []
+    for cmd in (["sinfo", "-R"], ["sinfo", "-N", "-l"], ["squeue", "-a", "-l"]) + (
+        (["scontrol", "show", "job", job],) if job else ()
+    ):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            parts.append(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            parts.append(f"$ {' '.join(cmd)}\n{e}")
+    for f in sorted(folder.glob("*/*_log.*")) if folder and folder.exists() else []:
+        parts.append(f"--- {f.name} (tail)\n{f.read_text(errors='replace')[-2000:]}")
+    return "\n".join(parts)
+
+
 def _wait_for(predicate, what: str, deadline: float, proc: subprocess.Popen, log: Path):
     while time.time() < deadline:
         value = predicate()
@@ -109,6 +126,7 @@ def sweep(slurm, tmp_path_factory):
         subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now"], check=True, timeout=30)
         proc.wait(timeout=max(deadline - time.time(), 1))
     except BaseException:
+        print(_cluster_state(array, submitit), file=sys.stderr)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
@@ -194,6 +212,7 @@ def ddp_job(slurm, tmp_path_factory):
         job = script.parent.name
         proc.wait(timeout=max(t0 + DDP_DEADLINE_S - time.time(), 1))
     except BaseException:
+        print(_cluster_state(job, root / "sweep" / ".submitit"), file=sys.stderr)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
