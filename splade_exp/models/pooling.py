@@ -54,7 +54,7 @@ from torch.autograd.function import once_differentiable
 
 #: Vocabulary rows per chunk (``head.chunk_size``). The forward's temporaries are one chunk of
 #: logits, ``B·L·chunk_size`` values; the backward's O(B·chunk_size) entries plus a (B·L, H) sum.
-#: 1024 was the fastest and the leanest on CPU at B=32, L=64, H=384, |V|=100K, with 1 and 2 threads
+#: 1024 was the leanest and within noise of the fastest on CPU at B=32, L=64, H=384, |V|=100K
 #: (``benchmarks/head_memory.py --chunk-sweep``; results/head_memory_chunks.json).
 DEFAULT_CHUNK_SIZE = 1024
 
