@@ -69,7 +69,7 @@ def ensure_bm25(cfg: DictConfig, collection) -> Path:
 
 def load_backbone(cfg: DictConfig, collection):
     """(masked LM, tokenizer): built offline from config, or loaded from ``backbone.name_or_path``."""
-    from splade_exp.models.backbone import load_masked_lm
+    from splade_exp.models.backbone import BUILD_VERSION, load_masked_lm
 
     b = cfg.backbone
     if b.name_or_path:
@@ -77,7 +77,8 @@ def load_backbone(cfg: DictConfig, collection):
     from splade_exp.stages.backbone_mlm import build_tiny_backbone
 
     # keyed on what the build uses (not the choice's name): tiny and tiny_inflated share it
-    key = {"tokenizer": b.tokenizer, "config": b.config, "mlm": b.mlm, "data": cfg.data.source, "seed": cfg.seed}
+    key = {"tokenizer": b.tokenizer, "config": b.config, "mlm": b.mlm, "data": cfg.data.source, "seed": cfg.seed,
+           "build": BUILD_VERSION}
     path = artifacts.artifact(cfg.paths.artifacts_dir, "backbone", "built", key,
                               lambda out: build_tiny_backbone(out, b, cfg.trainer, collection, cfg.seed))
     return load_masked_lm(str(path))

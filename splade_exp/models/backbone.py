@@ -9,6 +9,10 @@ from typing import Iterable
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+#: Part of the artifact keys of built backbones (and of what is built on them): bump it when the
+#: same config builds a different backbone, so that no cache mixes the two.
+#: 2: WordPiece vocabularies that do not depend on the process (train_wordpiece).
+BUILD_VERSION = 2
 
 
 class BackboneError(ValueError):
@@ -16,20 +20,43 @@ class BackboneError(ValueError):
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = True) -> PreTrainedTokenizerFast:
-    """Train a BERT-style WordPiece tokenizer (``tokenizers`` library) on ``texts``."""
+    """Train a BERT-style WordPiece tokenizer on ``texts``: the same in every process.
+
+    ``tokenizers``' ``WordPieceTrainer`` (BPE merges over words whose non-initial characters
+    carry the ``##`` prefix) breaks ties between equally frequent merges by token ids that it hands
+    out to the ``##`` characters in hash-map order, different in every process; on the synthetic
+    collection two builds of the 1,000-piece vocabulary differed in one piece (and 144 ids), so
+    the same config trained a different model. Here every non-initial character is written as a
+    private-use character instead (``"word"`` -> ``"w"`` + ``P(o) P(r) P(d)``) and the plain BPE
+    trainer runs on that: its alphabet is sorted by code point, so ties break by characters and
+    the merges do not depend on the process. Pieces are mapped back (a piece that starts with a
+    private-use character is a ``##`` piece), giving the ``WordPieceTrainer``'s vocabulary up to
+    those ties, and numbered specials first, then pieces in sorted order.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2)
-    tok.train_from_iterator(texts, trainer=trainer)
-    # The trainer numbers its "##" alphabet in hash-map order, different in every process, and
-    # different ids give a differently initialised model. WordPiece matching depends only on the
-    # set of pieces, so renumber them. (Merges tied at the vocabulary cut-off are broken by those
-    # ids too, so on such a corpus the set itself can still differ between processes.)
-    pieces = sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
-    tok.model = models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + pieces)}, unk_token="[UNK]")
+    texts = texts if isinstance(texts, (list, tuple)) else list(texts)
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+    def words(text: str) -> list[str]:
+        return [w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+
+    # Like the WordPiece trainer, every character seen in a word is in the alphabet on its own.
+    alphabet = sorted({c for text in texts for w in words(text) for c in w})
+    private = _PrivateCharacters(alphabet)
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+                                  initial_alphabet=alphabet, show_progress=False)
+    bpe.train_from_iterator(
+        (" ".join(w[0] + private.encode(w[1:]) for w in words(text)) for text in texts), trainer=trainer
+    )
+    pieces = sorted(private.decode(p) for p in set(bpe.get_vocab()) - set(SPECIAL_TOKENS))
+
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(SPECIAL_TOKENS + pieces)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
@@ -40,6 +67,30 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = Tru
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]",
     )
+
+
+class _PrivateCharacters:
+    """A one-to-one map from the characters of ``alphabet`` to private-use code points (plane 15),
+    in code-point order. BERT's normalizer drops private-use characters (category Co) from the
+    texts, so the alphabet never holds one."""
+
+    BASE = 0xF0000
+
+    def __init__(self, alphabet: list[str]) -> None:
+        if len(alphabet) > 0xFFFE or any(self.BASE <= ord(c) < self.BASE + 0xFFFE for c in alphabet):
+            raise ValueError("train_wordpiece: more than 65,534 distinct characters, or private-use ones "
+                             "left in the normalised texts")
+        self._to = {c: chr(self.BASE + i) for i, c in enumerate(alphabet)}
+        self._from = {v: k for k, v in self._to.items()}
+
+    def encode(self, s: str) -> str:
+        return "".join(self._to[c] for c in s)
+
+    def decode(self, piece: str) -> str:
+        """A trained piece back in WordPiece form: ``##`` + characters when it starts inside a word."""
+        if piece[0] in self._from:
+            return "##" + "".join(self._from[c] for c in piece)
+        return piece[0] + "".join(self._from[c] for c in piece[1:])
 
 
 def build_bert(tokenizer: PreTrainedTokenizerFast, **config) -> BertForMaskedLM:

@@ -74,7 +74,10 @@ def backbone_key(cfg) -> dict:
     b = OmegaConf.to_container(cfg.backbone, resolve=True)
     key = {"backbone": b}
     if not b.get("name_or_path"):
+        from splade_exp.models.backbone import BUILD_VERSION
+
         key["seed"] = int(cfg.seed)
+        key["build"] = BUILD_VERSION
     return key
 
 
