@@ -121,7 +121,7 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
     collate = PairCollator(tokenizer, d.query_max_length, d.doc_max_length)
     c = t.collapse
     detector = CollapseDetector(encoder.vocab_size, patience=c.patience, check_every=c.check_every,
-                                active_fraction=c.active_fraction, identical_cosine=c.get("identical_cosine"),
+                                active_fraction=c.active_fraction, identical_cosine=c.identical_cosine,
                                 inject_nan_at_step=c.inject_nan_at_step)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=[detector, PreemptionCheckpoint(last)],

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class CollapseDetector(L.Callback):
     def __init__(self, vocab_size: int, patience: int = 20, check_every: int = 1, active_fraction: float = 0.99,
-                 identical_cosine: float | None = 0.99, inject_nan_at_step: int | None = None) -> None:
+                 identical_cosine: float | None = None, inject_nan_at_step: int | None = None) -> None:
         self.vocab_size = vocab_size
         self.identical_cosine = identical_cosine
         self.patience = patience
