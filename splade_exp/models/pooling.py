@@ -27,7 +27,8 @@ padding one (except in an all-padding example, whose weights and gradients are 0
 Saved for backward: ``h``, ``weight``, the argmax position (B, |V|) in the smallest integer dtype
 that holds it (uint8 for L <= 256, else int16/int32) and the output itself. The max value ``z*``
 is not stored separately: the output *is* ``log1p(z*)`` where ``z* > 0`` and
-``d w / d z* = 1 / (1 + z*) = exp(-w)``, so the backward uses ``g·exp(-w)`` where ``w > 0`` and 0 elsewhere (the relu subgradient at 0 is 0).
+``d w / d z* = 1 / (1 + z*) = exp(-w)``, so the backward uses ``g·exp(-w)`` where ``w > 0`` and 0
+elsewhere (the relu subgradient at 0 is 0).
 Under ``no_grad``/``inference_mode`` nothing is saved and no argmax is kept.
 
 The backward pass is sparse: with ``gz`` (B, |V|) the gradient at the pooled logits and ``S`` the
