@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from conftest import compose_cfg
+from splade_exp.results import read_results
 from splade_exp.run import results_path, run, run_id
 
 
@@ -25,7 +26,7 @@ def test_one_row_per_pruning_point(smoke):
 
 def test_results_file_written_and_readable(smoke):
     cfg, frame, _ = smoke
-    on_disk = pd.read_parquet(results_path(cfg, run_id(cfg)))
+    on_disk = read_results(results_path(cfg, run_id(cfg)))
     assert len(on_disk) == 4
     assert not list(results_path(cfg, run_id(cfg)).parent.glob(".*.tmp"))
 
@@ -50,7 +51,7 @@ def test_bm25_baseline_written(smoke):
     cfg, _, root = smoke
     files = list((root / "results" / cfg.sweep).glob("bm25-*.parquet"))
     assert len(files) == 1
-    bm25 = pd.read_parquet(files[0])
+    bm25 = read_results(files[0])
     assert bm25.system.iloc[0] == "bm25"
     assert 0 < bm25["mrr@10"].iloc[0] <= 1 and bm25["flops"].iloc[0] > 0
 
@@ -61,4 +62,4 @@ def test_finished_run_is_skipped(smoke):
     before = path.stat().st_mtime_ns
     again = run(cfg)
     assert path.stat().st_mtime_ns == before
-    pd.testing.assert_frame_equal(again.reset_index(drop=True), pd.read_parquet(path))
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), read_results(path))

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import lightning as L
 import torch
@@ -13,6 +12,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from splade_exp.models.encoder import SpladeEncoder
 from splade_exp.models.head_scale import inflate_head, mean_row_norm, scale_head
+from splade_exp.results import read_results
 from splade_exp.stages.splade import SpladeModule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_nan_loss_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_path):
            "trainer.max_steps=12", "trainer.collapse.inject_nan_at_step=4,null"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = [pd.read_parquet(f) for f in (tmp_path / "results" / "smoke").glob("*.parquet")
+    runs = [read_results(f) for f in (tmp_path / "results" / "smoke").glob("*.parquet")
             if not f.name.startswith("bm25-")]
     by_status = {r.status.iloc[0]: r for r in runs}
     assert set(by_status) == {"diverged", "completed"}

@@ -14,6 +14,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from splade_exp.results import read_results
+
 log = logging.getLogger(__name__)
 
 CURVES_SUFFIX = ".curves.parquet"
@@ -113,7 +115,7 @@ def _read_many(files: Iterable[Path]) -> list[pd.DataFrame]:
     frames = []
     for f in files:
         try:
-            frame = pd.read_parquet(f)
+            frame = read_results(f)
         except Exception as exc:  # a truncated file must not hide every other result
             log.warning("skipping unreadable result file %s: %s", f, exc)
             continue

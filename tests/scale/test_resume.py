@@ -14,6 +14,7 @@ import ddp_worker as W
 from conftest import compose_cfg
 from omegaconf import OmegaConf
 from smoke_cli import RANK_ENV, launch, shared_artifacts, tail
+from splade_exp.results import read_results
 from splade_exp.run import results_path, run, run_id
 from splade_exp.stages.fit import GlobalBatchData, make_trainer
 from splade_exp.stages.splade import SpladeModule
@@ -87,7 +88,7 @@ def test_sigkill_mid_training_then_relaunch_resumes_from_last_checkpoint(tmp_pat
     second = launch(ARGS, root, artifacts, log)
     assert second.wait(240) == 0, tail(log)
 
-    frame = pd.read_parquet(out)
+    frame = read_results(out)
     assert sorted(zip(frame.qk, frame.dk)) == sorted([(0, 0), (7, 20), (5, 20), (5, 10)])  # once each
     assert (frame.status == "completed").all() and (frame.resumed_from_step == step).all()
     assert frame["head.logit_std_init"].notna().all()  # initial diagnostics carried by the checkpoint

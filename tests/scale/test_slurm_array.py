@@ -21,11 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from conftest import compose_cfg
 from smoke_cli import RANK_ENV
+from splade_exp.results import read_results
 from splade_exp.run import run_id
 
 pytestmark = pytest.mark.slow
@@ -157,7 +157,7 @@ def test_both_results_complete_and_not_duplicated(sweep):
     files = {p.stem for p in results.glob("*.parquet") if not p.name.startswith("bm25-")}
     assert files == set(sweep["rids"])
     for rid, k in zip(sweep["rids"], (1, 2)):
-        frame = pd.read_parquet(results / f"{rid}.parquet")
+        frame = read_results(results / f"{rid}.parquet")
         assert len(frame) == 4 and (frame.status == "completed").all()
         assert (frame.run_id == rid).all() and (frame.head_k == k).all()
         assert frame["mrr@10"].between(0, 1).all()
@@ -245,7 +245,7 @@ def test_ddp_job_writes_one_results_file_from_rank_zero(ddp_job):
     runs = [p for p in results.glob("*.parquet") if not p.name.startswith(("bm25-", "emlm-"))]
     assert [p.stem for p in runs] == [ddp_job["rid"]]
     assert "wrote 4 rows" in ddp_job["ranks"][0] and not re.search(r"wrote \d+ rows", ddp_job["ranks"][1])
-    frame = pd.read_parquet(runs[0])
+    frame = read_results(runs[0])
     assert len(frame) == 4 and (frame.status == "completed").all()
     assert (frame["cfg.trainer.devices"] == 2).all() and (frame["cfg.trainer.strategy"] == "ddp").all()
     assert frame["mrr@10"].between(0, 1).all() and (frame.vocab_size == 300).all()

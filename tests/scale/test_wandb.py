@@ -15,6 +15,7 @@ import pytest
 from conftest import compose_cfg
 from smoke_cli import launch, shared_artifacts, tail
 from splade_exp import tracking
+from splade_exp.results import read_results
 from splade_exp.run import run
 
 SECRET = "0123456789abcdef-fake-wandb-key-fedcba9876543210"
@@ -115,7 +116,7 @@ def test_sweep_logs_one_offline_run_per_job_and_no_secret(tmp_path, tmp_path_fac
     job = launch(args, root, shared_artifacts(tmp_path_factory), log, WANDB_API_KEY=SECRET)
     assert job.wait(300) == 0, tail(log)
 
-    results = {f.stem: pd.read_parquet(f) for f in (root / "results" / "smoke").glob("*.parquet")
+    results = {f.stem: read_results(f) for f in (root / "results" / "smoke").glob("*.parquet")
                if not f.name.startswith("bm25-")}
     assert len(results) == 2
     for rid, frame in results.items():

@@ -1,10 +1,10 @@
 """Two runs that need the same EMLM pretraining: the first builds it, the second reuses it."""
 import math
 
-import pandas as pd
 import pytest
 
 from conftest import compose_cfg
+from splade_exp.results import read_results
 from splade_exp.run import run
 
 TINY = [
@@ -56,7 +56,7 @@ def test_rows_carry_the_emlm_statistics(runs):
 def test_curves_file(runs):
     root, first, _ = runs
     name = first["emlm.artifact"].iloc[0]
-    curves = pd.read_parquet(root / "results" / "smoke" / f"{name}.curves.parquet")
+    curves = read_results(root / "results" / "smoke" / f"{name}.curves.parquet")
     assert {"artifact_id", "pretrain", "cfg.pretrain.lr", "cfg.pretrain.corpus", "step", "split", "loss",
             "accuracy"} <= set(curves.columns)
     assert set(curves.split) == {"train", "val"}
