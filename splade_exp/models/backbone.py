@@ -42,7 +42,9 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = Tru
     def words(text: str) -> list[str]:
         return [w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
 
-    # Like the WordPiece trainer, every character seen in a word is in the alphabet on its own.
+    # Like the WordPiece trainer, every character seen in a word is in the alphabet on its own. The
+    # trainer needs the alphabet before it starts, so the texts are split twice rather than every
+    # word of the corpus held in memory (one split of the demo's 4,500 texts takes 0.3 s of 1.1 s).
     alphabet = sorted({c for text in texts for w in words(text) for c in w})
     private = _PrivateCharacters(alphabet)
     bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
