@@ -24,7 +24,11 @@ TEMP_GLOB = ".*.tmp"
 
 
 class DiskFullError(OSError):
-    """A write that ran out of disk space or quota; the message names the file."""
+    """A write that ran out of disk space or quota; the message names the file (``errno`` and
+    ``filename`` are set as on the OSError it replaces)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def disk_full(path: Path, err: OSError) -> DiskFullError:
