@@ -128,19 +128,21 @@ def build_once(path: str | os.PathLike, build: Callable[[Path], None], lock_time
     with FileLock(str(path.parent / f".{path.name}.lock"), timeout=lock_timeout):
         if path.is_dir():
             return False
+        remove_orphans(path.parent, f".{path.name}.*.tmp", recursive=False)  # a killed build's; none is running
         with atomic_dir(path) as tmp:
             build(tmp)
     return True
 
 
-def remove_orphans(directory: str | os.PathLike, pattern: str = TEMP_GLOB) -> list[Path]:
+def remove_orphans(directory: str | os.PathLike, pattern: str = TEMP_GLOB, recursive: bool = True) -> list[Path]:
     """Remove the temporaries (files and directories named ``pattern``) of interrupted atomic writes
-    under ``directory``, recursively; returns what was removed. Only call it where no other process
-    is writing (e.g. a run directory under its run lock)."""
+    in ``directory`` (and below it); returns what was removed. Only call it where no other process
+    is writing them (a run directory under its run lock, an artifact under its build lock)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = sorted(directory.rglob(pattern), key=lambda p: len(p.parts), reverse=True)
+    matches = directory.rglob(pattern) if recursive else directory.glob(pattern)
+    found = sorted(matches, key=lambda p: len(p.parts), reverse=True)
     removed = []
     for p in found:
         if p.is_dir() and not p.is_symlink():

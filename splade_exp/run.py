@@ -266,7 +266,7 @@ def _prepare_run_dir(cfg: DictConfig, rid: str, eid: str, config: dict, inputs: 
     Returns False when another process finished the run while this one waited."""
     if not cfg.force and finished_results(out, eid) is not None:
         return False
-    orphans = remove_orphans(run_dir) + remove_orphans(out.parent, f".{out.name}.*.tmp")
+    orphans = remove_orphans(run_dir) + remove_orphans(out.parent, f".{out.name}.*.tmp", recursive=False)
     if orphans:
         log.warning("run %s: removed %d temporary files of an interrupted write: %s", rid, len(orphans),
                     ", ".join(str(p) for p in orphans[:5]))
@@ -278,11 +278,13 @@ def _prepare_run_dir(cfg: DictConfig, rid: str, eid: str, config: dict, inputs: 
 
 
 def _note_inputs(cfg: DictConfig, rid: str, config: dict, inputs: dict, run_dir: Path) -> None:
-    """``runs/<run_id>/inputs.json``, and a warning when the last run of the same training config read
-    other input files (``runs/.by-config/<config id>.json`` remembers it): why a new run starts."""
+    """``runs/<run_id>/inputs.json``, and a warning when the last run of the same training config on the
+    same input paths read other contents (``runs/.by-config/<hash>.json`` remembers it): why a new run
+    starts. Keyed by the paths too, so a sweep over datasets does not report one as a change of another."""
     from splade_exp.fingerprint import describe_changes
 
-    index = Path(cfg.paths.runs_dir) / ".by-config" / f"{config_id(config)}.json"
+    paths = {role: fp["path"] for role, fp in inputs.items()}
+    index = Path(cfg.paths.runs_dir) / ".by-config" / f"{config_hash({'config': config_id(config), 'paths': paths})}.json"
     try:
         previous = json.loads(index.read_text())
     except (OSError, ValueError):

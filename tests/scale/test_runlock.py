@@ -98,3 +98,33 @@ def test_a_rank_stops_when_its_rank_0_finds_the_run_finished(tmp_path, monkeypat
     with follower:
         assert not follower.proceed
     timer.join()
+
+
+@pytest.mark.slow
+def test_a_ddp_job_is_one_holder(tmp_path):
+    """Two submitit tasks (ranks) of one job run ``run()``: rank 0 takes the lock, rank 1 follows it
+    into training instead of waiting for a lock its own rank 0 holds (a deadlock)."""
+    import subprocess
+    import sys
+
+    from smoke_cli import REPO, RANK_ENV
+
+    root = tmp_path / "root"
+    args = ["+experiment=smoke", "logger=none", "trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2",
+            "launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "trainer.accelerator=cpu",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {k: v for k, v in os.environ.items() if k not in RANK_ENV and not k.startswith(("SLURM_", "SUBMITIT_"))}
+    env.update({"SPLADE_EXP_ROOT": str(root), "OMP_NUM_THREADS": "1"})
+    out = subprocess.run([sys.executable, "-m", "splade_exp", *args, "-m"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    (folder,) = (tmp_path / "sweep" / ".submitit").glob("[0-9]*")
+    ranks = [(folder / f"{folder.name}_{r}_log.err").read_text() + (folder / f"{folder.name}_{r}_log.out").read_text()
+             for r in (0, 1)]
+    for r in (0, 1):
+        assert f"GLOBAL_RANK: {r}, MEMBER: {r + 1}/2" in ranks[r] and "Job completed successfully" in ranks[r]
+    (run_dir,) = (root / "runs").glob("[0-9a-f]*")
+    holder = json.loads((run_dir / "lock.json").read_text())
+    assert f"SUBMITIT_LOCAL_JOB_ID={folder.name}" in holder["job"]
+    frame = read_results(root / "results" / "smoke" / f"{run_dir.name}.parquet")
+    assert len(frame) == 4 and (frame["cfg.trainer.devices"] == 2).all()
