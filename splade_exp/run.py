@@ -93,7 +93,6 @@ def load_backbone(cfg: DictConfig, collection):
         check_lengths(cfg, position_limit(mlm.config.to_dict()), f"{b.name_or_path}: config.max_position_embeddings")
         return mlm, tokenizer
     from splade_exp.stages.backbone_mlm import build_tiny_backbone
-
     from splade_exp.vocab.unigram import data_key
 
     # keyed on what the build uses (not the choice's name): tiny and tiny_inflated share it

@@ -41,10 +41,10 @@ def test_two_launches_of_one_run_train_it_once(tmp_path, tmp_path_factory):
     os.kill(first.pid, signal.SIGSTOP)  # frozen while holding the lock: the others must meet it
     try:
         skip = launch([*ARGS, "lock=skip"], root, artifacts, logs[1])
+        second = launch(ARGS, root, artifacts, logs[2])
         assert skip.wait(240) == 0, tail(logs[1])
         assert "is running elsewhere" in logs[1].read_text() and "lock=skip: leaving it" in logs[1].read_text()
         assert not out.exists()
-        second = launch(ARGS, root, artifacts, logs[2])
         _wait_for(lambda: "waiting for it to end" in logs[2].read_text(errors="replace") or second.poll() is not None,
                   240, "the second to wait", logs)
         holder = json.loads((run_dir / "lock.json").read_text())
