@@ -5,8 +5,9 @@ name, the location or the modification time. A file edited in place gets a new f
 so do the run ids and artifact keys built on it); the same file under another path, copied with
 new timestamps or touched keeps its fingerprint, so nothing is recomputed for it.
 
-Hashing every byte costs a read of the file (xxh3 runs at several GB/s, so the disk sets the
-pace: MS MARCO's 2.9 GB collection is a few seconds cold, well under one warm). It is done once
+Hashing every byte costs a read of the file: xxh3 (a non-cryptographic 128-bit hash; nothing here
+defends against crafted collisions) is several times faster than sha256 or blake2b, so the disk
+sets the pace (``make bench-identity``, ``benchmarks/results/identity.json``). It is done once
 per file version: the digest is cached per (resolved path, size, mtime_ns, inode), in this
 process and, when a cache directory is given, on disk (``<artifacts_dir>/fingerprints/``), so
 the jobs of a sweep and every relaunch read only the stat. The cache follows the "racy git" rule:

@@ -101,7 +101,7 @@ def test_a_rank_stops_when_its_rank_0_finds_the_run_finished(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_a_ddp_job_is_one_holder(tmp_path):
+def test_a_ddp_job_is_one_holder(tmp_path, tmp_path_factory):
     """Two submitit tasks (ranks) of one job run ``run()``: rank 0 takes the lock, rank 1 follows it
     into training instead of waiting for a lock its own rank 0 holds (a deadlock)."""
     import subprocess
@@ -112,7 +112,7 @@ def test_a_ddp_job_is_one_holder(tmp_path):
     root = tmp_path / "root"
     args = ["+experiment=smoke", "logger=none", "trainer.max_steps=4", "trainer.checkpoint_every_n_steps=2",
             "launcher=submitit_local", "hydra.launcher.tasks_per_node=2", "trainer.accelerator=cpu",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", f"paths.artifacts_dir={shared_artifacts(tmp_path_factory)}"]
     env = {k: v for k, v in os.environ.items() if k not in RANK_ENV and not k.startswith(("SLURM_", "SUBMITIT_"))}
     env.update({"SPLADE_EXP_ROOT": str(root), "OMP_NUM_THREADS": "1"})
     out = subprocess.run([sys.executable, "-m", "splade_exp", *args, "-m"], cwd=REPO, env=env, capture_output=True,
