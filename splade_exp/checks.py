@@ -5,12 +5,31 @@ and long before training, and the :class:`Preflight` Hydra callback runs it for 
 sweep before the first one is launched (on the login node for Slurm arrays): a grid of 48 jobs
 with one bad value fails at once, naming the job's overrides, instead of at job 37.
 
-What is checked: ``prune.grid`` (pairs of non-negative integers), ``stage``, ``vocab.size``
-(a positive integer), the data source (paths exist and are readable; options make sense;
-:mod:`splade_exp.data.sources`), a local ``backbone.name_or_path`` (a directory with a config,
-weights and tokenizer files), ``pretrain.checkpoint`` (exists, its safetensors header parses).
+What is checked (one small function per part, so each can move to the component it checks):
+
+- ``stage``; ``seed`` (an integer in [0, 2^32), what the generators accept); ``lock``;
+- ``trainer``: ``batch_size``, ``eval_batch_size``, ``max_steps`` (positive: the learning-rate
+  schedule and the λ ramp are defined over them, so there is no "until stopped"), ``lr``,
+  ``warmup_steps``, ``checkpoint_every_n_steps`` (positive or null), ``log_every_n_steps``,
+  ``accumulate_grad_batches``, ``num_workers``, ``collapse.*``; ``loss.lambda_warmup_steps``;
+- lengths (``data.query_max_length``/``doc_max_length``, ``backbone.mlm.max_length``,
+  ``pretrain.max_length``) within the backbone's position embeddings: a built backbone's
+  ``backbone.config.max_position_embeddings``, a local model's ``config.json`` (read without the
+  weights); a hub model's once it is loaded, still before training (``run.py``);
+- the built backbone's ``tokenizer.vocab_size`` and ``mlm`` steps and batch; ``pretrain`` steps,
+  batch, lr and repetition when it is enabled; ``vocab.size`` (a positive integer);
+- ``prune.grid`` (pairs of non-negative integers);
+- ``paths``: the runs root (``paths.root`` / ``SPLADE_EXP_ROOT``) and the artifacts, runs and
+  results directories can be created and written (checked on the nearest existing parent, without
+  creating anything);
+- the data source (paths exist and are readable; options make sense;
+  :mod:`splade_exp.data.sources`), a local ``backbone.name_or_path`` (a directory with a config,
+  weights and tokenizer files), ``pretrain.checkpoint`` (exists, its safetensors header parses).
+
 Checks that need the data (a unigram ``vocab.size`` larger than the corpus's distinct words,
-malformed lines, unknown qrels ids) run when the job reads it, still before training.
+malformed lines, unknown qrels ids, a batch larger than the training pairs) run when the job reads
+it, still before training. W&B reachability is checked when the logger is made
+(:func:`splade_exp.tracking.make_logger`: offline with a warning when the server cannot be reached).
 """
 from __future__ import annotations
 
@@ -30,10 +49,143 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key and what to do."""
 
 
-def _positive_int(value, key: str) -> int:
+def _positive_int(value, key: str, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}{hint}")
     return value
+
+
+def _non_negative_int(value, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _positive_number(value, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise ConfigError(f"{key} must be a positive number, got {value!r}")
+    return value
+
+
+def check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be an integer in [0, 2^32), got {seed!r}")
+
+
+def check_lock(lock) -> None:
+    from splade_exp.runlock import MODES
+
+    if lock not in MODES:
+        raise ConfigError(f"lock must be one of {MODES}, got {lock!r}")
+
+
+def check_trainer(t) -> None:
+    """``trainer`` values (and the λ ramp of ``loss``) that would fail late or silently misbehave."""
+    _positive_int(t.get("batch_size"), "trainer.batch_size", " (the global batch of training pairs)")
+    _positive_int(t.get("eval_batch_size"), "trainer.eval_batch_size")
+    _positive_int(t.get("max_steps"), "trainer.max_steps", "; training is step-bounded: the learning-rate "
+                  "schedule and the lambda ramp are defined over trainer.max_steps, so -1 (until stopped) has no "
+                  "meaning here")
+    _positive_number(t.get("lr"), "trainer.lr")
+    _non_negative_int(t.get("warmup_steps"), "trainer.warmup_steps")
+    if t.get("checkpoint_every_n_steps") is not None:
+        _positive_int(t.checkpoint_every_n_steps, "trainer.checkpoint_every_n_steps", " (or null: no periodic "
+                      "checkpoint)")
+    _positive_int(t.get("log_every_n_steps"), "trainer.log_every_n_steps")
+    _positive_int(t.get("accumulate_grad_batches"), "trainer.accumulate_grad_batches")
+    _non_negative_int(t.get("num_workers"), "trainer.num_workers")
+    c = t.get("collapse")
+    if c is not None:
+        _positive_int(c.get("patience"), "trainer.collapse.patience")
+        _positive_int(c.get("check_every"), "trainer.collapse.check_every")
+
+
+def position_limit(config: dict) -> int | None:
+    """Tokens a model of this ``config.json`` can take: ``max_position_embeddings``, less RoBERTa's
+    offset (its positions start after the padding index). None when the config sets no limit."""
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return None
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        limit -= int(config.get("pad_token_id") or 1) + 1
+    return limit
+
+
+def backbone_position_limit(bcfg) -> tuple[int | None, str]:
+    """(limit, where it comes from) without loading weights; (None, ...) for a hub name."""
+    import json
+
+    from splade_exp.models.backbone import looks_local
+
+    name = bcfg.get("name_or_path")
+    if not name:  # built from backbone.config (transformers.BertConfig: 512 unless set)
+        config = OmegaConf.to_container(bcfg.config, resolve=True) if bcfg.get("config") is not None else {}
+        return position_limit({"max_position_embeddings": 512, **config}), "backbone.config.max_position_embeddings"
+    file = Path(str(name)).expanduser() / "config.json"
+    if looks_local(name) and file.is_file():
+        try:
+            return position_limit(json.loads(file.read_text())), str(file)
+        except (OSError, ValueError):
+            return None, str(file)
+    return None, str(name)
+
+
+def check_lengths(cfg: DictConfig, limit: int | None, where: str) -> None:
+    """Every max length the run tokenises with is positive and fits the backbone's positions."""
+    lengths = {f"data.{k}": cfg.data.get(k) for k in ("query_max_length", "doc_max_length")}
+    if not cfg.backbone.get("name_or_path") and cfg.backbone.get("mlm") is not None:
+        lengths["backbone.mlm.max_length"] = cfg.backbone.mlm.get("max_length")
+    pretrain = cfg.get("pretrain")
+    if pretrain is not None and pretrain.get("enabled") and not pretrain.get("checkpoint"):
+        lengths["pretrain.max_length"] = pretrain.get("max_length")
+    for key, value in lengths.items():
+        _positive_int(value, key)
+        if limit is not None and value > limit:
+            raise ConfigError(f"{key}={value} is longer than the backbone's {limit} positions ({where}); set it to "
+                              f"at most {limit}")
+
+
+def check_backbone_build(b) -> None:
+    """A backbone built from config: its tokenizer size and MLM warm-up."""
+    if b.get("name_or_path"):
+        return
+    if b.get("tokenizer") is not None:
+        _positive_int(b.tokenizer.get("vocab_size"), "backbone.tokenizer.vocab_size")
+    if b.get("mlm") is not None:
+        _non_negative_int(b.mlm.get("steps"), "backbone.mlm.steps")
+        _positive_int(b.mlm.get("batch_size"), "backbone.mlm.batch_size")
+
+
+def check_pretrain(p) -> None:
+    if p is None or not p.get("enabled") or p.get("checkpoint"):
+        return
+    _positive_int(p.get("steps"), "pretrain.steps")
+    _positive_int(p.get("batch_size"), "pretrain.batch_size")
+    _positive_number(p.get("lr"), "pretrain.lr")
+    _positive_number(p.get("repetition"), "pretrain.repetition")
+    _non_negative_int(p.get("val_size"), "pretrain.val_size")
+
+
+def check_paths(paths) -> None:
+    """The runs root and the directories under it can be created and written (nothing is created)."""
+    import os
+
+    keys = {"root": "paths.root (SPLADE_EXP_ROOT)", "artifacts_dir": "paths.artifacts_dir",
+            "runs_dir": "paths.runs_dir", "results_dir": "paths.results_dir"}
+    for key, name in keys.items():
+        value = paths.get(key)
+        if value is None:
+            continue
+        path = Path(os.path.abspath(os.path.expanduser(str(value))))
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ConfigError(f"{path}: {name} cannot be a directory: {probe} is a file; point {name} elsewhere")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            what = "is not writable" if probe == path else f"cannot be created ({probe} is not writable)"
+            raise ConfigError(f"{path}: {name} {what}; point {name} at a directory you can write, or fix the "
+                              "permissions (read-only file system?)")
 
 
 def check_prune_grid(grid) -> None:
@@ -78,17 +230,26 @@ def check_config(cfg: DictConfig) -> None:
 
     if cfg.get("stage") not in STAGES:
         raise ConfigError(f"stage must be one of {STAGES}, got {cfg.get('stage')!r}")
+    check_seed(cfg.get("seed"))
+    check_lock(cfg.get("lock", "wait"))
+    check_paths(cfg.paths)
+    if cfg.get("trainer") is not None:
+        check_trainer(cfg.trainer)
+    loss = cfg.get("loss")
+    if loss is not None and loss.get("lambda_warmup_steps") is not None:
+        _non_negative_int(loss.lambda_warmup_steps, "loss.lambda_warmup_steps")
     if "prune" in cfg:
         check_prune_grid(cfg.prune.grid)
     vocab = cfg.get("vocab")
     if vocab is not None and vocab.get("kind") == "unigram":
         _positive_int(vocab.get("size"), "vocab.size")
+    check_pretrain(cfg.get("pretrain"))
     make_source(cfg.data, cfg.paths.artifacts_dir)
-    for key in ("query_max_length", "doc_max_length"):
-        _positive_int(cfg.data.get(key), f"data.{key}")
     name = cfg.backbone.get("name_or_path")
     if name and looks_local(name):
         check_local_model(name)
+    check_backbone_build(cfg.backbone)
+    check_lengths(cfg, *backbone_position_limit(cfg.backbone))
     pretrain = cfg.get("pretrain")
     if pretrain is not None and pretrain.get("enabled") and pretrain.get("checkpoint"):
         check_pretrain_checkpoint(pretrain.checkpoint)

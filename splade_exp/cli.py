@@ -34,9 +34,18 @@ def _wandb_offline() -> bool:
     return wandb_offline()
 
 
+def _expand_path(path: str) -> str:
+    """``~`` expanded and made absolute (conf/paths/default.yaml)."""
+    import os
+
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", _project_root)
+    if not OmegaConf.has_resolver("expand_path"):
+        OmegaConf.register_new_resolver("expand_path", _expand_path)
     if not OmegaConf.has_resolver("package_path"):
         OmegaConf.register_new_resolver("package_path", _package_path)
     if not OmegaConf.has_resolver("wandb_offline"):  # conf/logger/wandb.yaml

@@ -47,7 +47,7 @@ def _submitit_env():
     return submitit.JobEnvironment()
 
 
-def _requested_processes(tcfg) -> int:
+def requested_processes(tcfg) -> int:
     """Processes the trainer config asks for: devices x nodes (``auto``/-1 count the visible GPUs)."""
     import torch
 
@@ -88,7 +88,7 @@ def prepare_process(cfg) -> None:
 
         # GPUs stay visible: Lightning picks cuda:LOCAL_RANK itself.
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    world = _requested_processes(cfg.trainer)
+    world = requested_processes(cfg.trainer)
     if world > 1 and not _externally_launched() and _in_multirun():
         raise RuntimeError(
             f"trainer.devices={cfg.trainer.devices} x trainer.num_nodes={cfg.trainer.num_nodes} inside a "

@@ -14,7 +14,7 @@ import pandas as pd
 
 from splade_exp.io import atomic_path
 
-IDENTITY = ["run_id", "sweep", "system", "model", "status", "diverged_step", "wall_time_s"]
+IDENTITY = ["run_id", "eval_id", "sweep", "system", "model", "status", "diverged_step", "wall_time_s"]
 GROUPS = ["backbone", "vocab", "init", "pretrain", "loss", "head", "data"]
 POINT = ["qk", "dk"]
 METRICS = ["mrr@10", "recall@10", "recall@100", "ndcg@10", "flops", "l0_q", "l0_d",

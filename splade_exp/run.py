@@ -3,36 +3,41 @@
 Stages: collection -> BM25 baseline -> backbone -> output head (vocabulary, init, optional EMLM)
 -> SPLADE fine-tuning (resumable) -> evaluation over the pruning grid -> one Parquet file.
 Tests call :func:`run` directly with a composed config.
+
+A launch, in order: the run id and eval id (:mod:`splade_exp.identity`); results whose eval id
+matches end it at once ("already finished"); the config is checked (:mod:`splade_exp.checks`);
+the run lock is taken (:mod:`splade_exp.runlock`: one process per run id under a root); the run
+directory is cleared of temporaries a killed process left, and the log says when the inputs
+differ from those of an earlier run of the same config. Then: a finished training (its final
+``last.ckpt``) is evaluated again without training; an unfinished one resumes from ``last.ckpt``;
+``force=true`` trains from scratch and rewrites the BM25 file.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
 import lightning as L
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from splade_exp import artifacts, tracking
 from splade_exp.checks import check_config
 from splade_exp.hashing import config_hash, drop_keys
-from splade_exp.io import write_text
-from splade_exp.launch import PreemptionCheckpoint, prepare_process
+from splade_exp.identity import config_id, eval_id, identity_hash, run_id, run_inputs, training_config
+from splade_exp.io import remove_orphans, write_json, write_text
+from splade_exp.launch import PreemptionCheckpoint, prepare_process, requested_processes
 from splade_exp.results import flatten, make_frame, read_results, write_results
+from splade_exp.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-# Keys that do not change what a run computes: where things go, how it is launched and logged.
-RUN_ID_EXCLUDE = ("paths", "logger", "launcher", "hydra", "sweep", "model", "force",
-                  "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
-                  "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_workers",
-                  "trainer.checkpoint_every_n_steps", "trainer.eval_batch_size")
-
-
-def run_id(cfg: DictConfig) -> str:
-    return config_hash(drop_keys(cfg, RUN_ID_EXCLUDE))
+__all__ = ["run", "run_id", "eval_id", "results_path"]
 
 
 def results_path(cfg: DictConfig, rid: str) -> Path:
@@ -52,13 +57,22 @@ def load_collection(cfg: DictConfig):
     return load(cfg.data, cfg.paths.artifacts_dir, cfg.stage)
 
 
+def bm25_key(cfg: DictConfig) -> dict:
+    """What BM25's rows depend on: the data (content of its files, :mod:`splade_exp.data.identity`),
+    the loading options that change the corpus or the judgments, and the split."""
+    from splade_exp.data.identity import data_identity
+
+    return {"data": data_identity(cfg.data, cfg.paths.artifacts_dir),
+            "drop_unknown_qrels": bool(cfg.data.get("drop_unknown_qrels", False)), "split": cfg.data.eval_split}
+
+
 def ensure_bm25(cfg: DictConfig, collection) -> Path:
-    """BM25 rows of this collection and split, written once per sweep."""
+    """BM25 rows of this collection and split, written once per sweep (again with ``force=true``)."""
     from splade_exp.baselines.bm25 import bm25_row
 
-    key = {"data": OmegaConf.to_container(cfg.data.source, resolve=True), "split": cfg.data.eval_split}
+    key = bm25_key(cfg)
     path = Path(cfg.paths.results_dir) / cfg.sweep / f"bm25-{config_hash(key)}.parquet"
-    if not path.exists():
+    if cfg.force or not path.exists():
         row = bm25_row(collection, cfg.data.eval_split)
         frame = make_frame([row], {"run_id": f"bm25-{config_hash(key)}", "sweep": cfg.sweep, "system": "bm25",
                                    "model": "BM25", "status": "completed", "diverged_step": None,
@@ -73,11 +87,16 @@ def load_backbone(cfg: DictConfig, collection):
 
     b = cfg.backbone
     if b.name_or_path:
-        return load_masked_lm(b.name_or_path)
+        from splade_exp.checks import check_lengths, position_limit
+
+        mlm, tokenizer = load_masked_lm(b.name_or_path)
+        check_lengths(cfg, position_limit(mlm.config.to_dict()), f"{b.name_or_path}: config.max_position_embeddings")
+        return mlm, tokenizer
     from splade_exp.stages.backbone_mlm import build_tiny_backbone
+    from splade_exp.vocab.unigram import data_key
 
     # keyed on what the build uses (not the choice's name): tiny and tiny_inflated share it
-    key = {"tokenizer": b.tokenizer, "config": b.config, "mlm": b.mlm, "data": cfg.data.source, "seed": cfg.seed,
+    key = {"tokenizer": b.tokenizer, "config": b.config, "mlm": b.mlm, "data": data_key(cfg), "seed": cfg.seed,
            "build": BUILD_VERSION}
     path = artifacts.artifact(cfg.paths.artifacts_dir, "backbone", "built", key,
                               lambda out: build_tiny_backbone(out, b, cfg.trainer, collection, cfg.seed))
@@ -104,8 +123,8 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
     from splade_exp.checkpoint import check_resume_checkpoint
     from splade_exp.data.training import PairCollator, PairDataset, training_tokens
     from splade_exp.models.head_scale import init_diagnostics
-    from splade_exp.stages.collapse import CollapseDetector
-    from splade_exp.stages.fit import GlobalBatchData, make_trainer
+    from splade_exp.stages.fit import FinalCheckpoint, GlobalBatchData, make_trainer
+    from splade_exp.stages.seeding import StepSeed
     from splade_exp.stages.splade import SpladeModule
 
     t, loss, d = cfg.trainer, cfg.loss, cfg.data
@@ -119,12 +138,12 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
                              d.doc_max_length) if d.get("pretokenize") else None
     dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed, tokens=tokens)
     collate = PairCollator(tokenizer, d.query_max_length, d.doc_max_length)
-    c = t.collapse
-    detector = CollapseDetector(encoder.vocab_size, patience=c.patience, check_every=c.check_every,
-                                active_fraction=c.active_fraction, identical_cosine=c.identical_cosine,
-                                inject_nan_at_step=c.inject_nan_at_step)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=[detector, PreemptionCheckpoint(last)],
+    detector = collapse_detector(cfg, encoder.vocab_size)
+    last = last_checkpoint(run_dir)
+    # StepSeed: dropout of step t is drawn from (seed, rank, t), so a resumed run draws what an
+    # uninterrupted one draws; FinalCheckpoint: last.ckpt always holds the final step.
+    callbacks = [StepSeed(cfg.seed, "splade"), detector, PreemptionCheckpoint(last), FinalCheckpoint(last)]
+    trainer = make_trainer(t, run_dir, t.max_steps, logger=logger, callbacks=callbacks,
                            checkpoint_every=t.checkpoint_every_n_steps, use_distributed_sampler=False)
     # trainer.batch_size is the global batch: each rank trains on its slice (stages/fit.py)
     data = GlobalBatchData(dataset, collate, t.batch_size, cfg.seed, t.num_workers)
@@ -138,26 +157,143 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
     return module, trainer, detector
 
 
+def collapse_detector(cfg: DictConfig, vocab_size: int):
+    from splade_exp.stages.collapse import CollapseDetector
+
+    c = cfg.trainer.collapse
+    return CollapseDetector(vocab_size, patience=c.patience, check_every=c.check_every,
+                            active_fraction=c.active_fraction, identical_cosine=c.identical_cosine,
+                            inject_nan_at_step=c.inject_nan_at_step)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def finished_training(cfg: DictConfig, run_dir: Path, vocab_size: int):
+    """``(checkpoint, detector)`` when ``last.ckpt`` holds a finished training (its final step, or a
+    diverged run's verdict), else None: then the run trains (or resumes)."""
+    from splade_exp.checkpoint import check_resume_checkpoint
+
+    last = last_checkpoint(run_dir)
+    if not last.exists():
+        return None
+    check_resume_checkpoint(last)
+    ckpt = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+    detector = collapse_detector(cfg, vocab_size)
+    detector.load_state_dict(ckpt.get("callbacks", {}).get(detector.state_key, {}))
+    if ckpt.get("global_step", 0) >= cfg.trainer.max_steps or detector.diverged_step is not None:
+        return ckpt, detector
+    return None
+
+
+def restore_final(encoder, ckpt: dict) -> dict:
+    """Load the final weights of a finished training into ``encoder``; returns the run's training info."""
+    state = {k[len("encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
+    encoder.load_state_dict(state)
+    return {**ckpt.get("head_diagnostics", {}), "resumed_from_step": ckpt.get("resumed_from_step")}
+
+
+def finished_results(out: Path, eid: str, force: bool = False) -> pd.DataFrame | None:
+    """The results file's rows if it holds this evaluation (its eval id), else None."""
+    if force or not out.exists():
+        return None
+    frame = read_results(out)
+    if "eval_id" in frame and len(frame) and (frame["eval_id"] == eid).all():
+        return frame
+    return None
+
+
+def normalise_paths(cfg: DictConfig) -> None:
+    """``paths.*`` with ``~`` expanded and made absolute: a literal ``~/x`` would be a directory named
+    ``~`` under the working directory."""
+    with open_dict(cfg):
+        for key in ("root", "artifacts_dir", "runs_dir", "results_dir"):
+            value = cfg.paths.get(key)
+            if value is None:
+                continue
+            norm = os.path.abspath(os.path.expanduser(str(value)))
+            if norm != value:
+                cfg.paths[key] = norm
+
+
 def run(cfg: DictConfig) -> pd.DataFrame:
-    """Run one experiment; returns (and writes) its result rows. Finished runs are skipped."""
+    """Run one experiment; returns (and writes) its result rows. Finished runs are skipped (module doc)."""
     prepare_process(cfg)
-    rid = run_id(cfg)
+    normalise_paths(cfg)
+    config, inputs = training_config(cfg), run_inputs(cfg)
+    rid, eid = identity_hash(config, inputs), eval_id(cfg)
     out = results_path(cfg, rid)
-    if out.exists() and not cfg.force:
+    done = finished_results(out, eid, cfg.force)
+    if done is not None:
         log.info("run %s already finished: %s", rid, out)
-        return read_results(out)
+        return done
+    if out.exists() and not cfg.force:
+        log.info("run %s: trained, but not evaluated with these settings (eval id %s, the results hold %s): "
+                 "evaluating it again", rid, eid, _eval_ids(out))
     check_config(cfg)  # before any work: a bad value fails now, not after training
     run_dir = Path(cfg.paths.runs_dir) / rid
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logger = tracking.make_logger(cfg, rid, run_dir)
-    failed = True
+    lock = RunLock(run_dir, cfg.get("lock", "wait"), requested_processes(cfg.trainer),
+                   finished=lambda: not cfg.force and finished_results(out, eid) is not None,
+                   prepare=lambda: _prepare_run_dir(cfg, rid, eid, config, inputs, run_dir, out))
+    with lock:
+        if not lock.proceed:  # finished meanwhile by the process we waited for, or running elsewhere (skip)
+            done = finished_results(out, eid)
+            if done is not None:
+                log.info("run %s was finished by another process: %s", rid, out)
+            return done if done is not None else pd.DataFrame()
+        logger = tracking.make_logger(cfg, rid, run_dir)
+        failed = True
+        try:
+            frame = _run(cfg, rid, eid, out, run_dir, logger)
+            failed = False
+            _leave_process_group()
+            return frame
+        finally:  # one W&B run per job, also when the job fails
+            tracking.finish(failed)
+
+
+def _eval_ids(out: Path) -> str:
+    frame = read_results(out)
+    return ", ".join(sorted(map(str, frame["eval_id"].unique()))) if "eval_id" in frame else "none (an older file)"
+
+
+def _prepare_run_dir(cfg: DictConfig, rid: str, eid: str, config: dict, inputs: dict, run_dir: Path,
+                     out: Path) -> bool:
+    """Under the run lock, before the other ranks of the job go on: temporaries of a killed writer
+    removed, ``force`` applied, the inputs recorded (and compared with the last run of this config).
+    Returns False when another process finished the run while this one waited."""
+    if not cfg.force and finished_results(out, eid) is not None:
+        return False
+    orphans = remove_orphans(run_dir) + remove_orphans(out.parent, f".{out.name}.*.tmp", recursive=False)
+    if orphans:
+        log.warning("run %s: removed %d temporary files of an interrupted write: %s", rid, len(orphans),
+                    ", ".join(str(p) for p in orphans[:5]))
+    if cfg.force and (run_dir / "checkpoints").exists():
+        log.warning("run %s: force=true, training from scratch (removing %s)", rid, run_dir / "checkpoints")
+        shutil.rmtree(run_dir / "checkpoints")
+    _note_inputs(cfg, rid, config, inputs, run_dir)
+    return True
+
+
+def _note_inputs(cfg: DictConfig, rid: str, config: dict, inputs: dict, run_dir: Path) -> None:
+    """``runs/<run_id>/inputs.json``, and a warning when the last run of the same training config on the
+    same input paths read other contents (``runs/.by-config/<hash>.json`` remembers it): why a new run
+    starts. Keyed by the paths too, so a sweep over datasets does not report one as a change of another."""
+    from splade_exp.fingerprint import describe_changes
+
+    paths = {role: fp["path"] for role, fp in inputs.items()}
+    index = Path(cfg.paths.runs_dir) / ".by-config" / f"{config_hash({'config': config_id(config), 'paths': paths})}.json"
     try:
-        frame = _run(cfg, rid, out, run_dir, logger)
-        failed = False
-        _leave_process_group()
-        return frame
-    finally:  # one W&B run per job, also when the job fails
-        tracking.finish(failed)
+        previous = json.loads(index.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if previous and previous.get("run_id") != rid:
+        changes = describe_changes(previous.get("inputs", {}), inputs)
+        log.warning("run %s is a new run: the same config ran as %s with other input files, so its results do "
+                    "not apply:\n  %s", rid, previous["run_id"], "\n  ".join(changes or ["(inputs differ)"]))
+    write_json(run_dir / "inputs.json", inputs)
+    write_json(index, {"run_id": rid, "inputs": inputs})
 
 
 def _leave_process_group() -> None:
@@ -170,7 +306,7 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.DataFrame:
+def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) -> pd.DataFrame:
     L.seed_everything(cfg.seed, workers=True)
     t0 = time.time()
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -182,10 +318,17 @@ def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.Data
     encoder, tokenizer, info = build_encoder(cfg, collection)
     status, diverged_step, step = "completed", None, 0
     if cfg.stage == "train":
-        module, trainer, detector = train_splade(cfg, encoder, tokenizer, collection, run_dir, logger)
-        info.update(module.diagnostics)
-        info["resumed_from_step"] = module.resumed_from_step  # None: trained from the start
-        step = trainer.global_step
+        final = finished_training(cfg, run_dir, encoder.vocab_size)
+        if final is not None:  # only the evaluation changed: the final weights, no training
+            ckpt, detector = final
+            info.update(restore_final(encoder, ckpt))
+            step = int(ckpt["global_step"])
+            log.info("run %s: training finished at step %d; evaluating its final weights (eval id %s)", rid, step, eid)
+        else:
+            module, trainer, detector = train_splade(cfg, encoder, tokenizer, collection, run_dir, logger)
+            info.update(module.diagnostics)
+            info["resumed_from_step"] = module.resumed_from_step  # None: trained from the start
+            step = trainer.global_step
         if detector.diverged_step is not None:
             status, diverged_step = "diverged", detector.diverged_step
             info["diverged_reason"] = detector.reason
@@ -209,7 +352,7 @@ def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.Data
                                 cfg.data.query_max_length, cfg.data.doc_max_length,
                                 cfg.trainer.eval_batch_size, device)
     common = {
-        "run_id": rid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
+        "run_id": rid, "eval_id": eid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
         **{g: str(cfg[g].name) for g in ("backbone", "vocab", "init", "pretrain", "loss", "head", "data")},
         "head_k": float(cfg.head.k), "seed": int(cfg.seed), "stage": cfg.stage,

@@ -15,10 +15,14 @@ config logged once, the pruning-grid results, and a clean end of every run.
 - :func:`wandb_offline` (the ``${wandb_offline:}`` resolver): offline unless an API key is
   available. Secrets are read from the environment or ``~/.netrc`` by wandb itself and never pass
   through the config.
+- An online W&B logger whose server cannot be reached (:func:`unreachable`: a TCP connection with
+  a short timeout; compute nodes often have no network) logs offline instead, with a warning that
+  says how to upload later, rather than failing after wandb's own minutes of retries.
 """
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import netrc
 import os
@@ -29,6 +33,8 @@ from urllib.parse import urlparse
 import pandas as pd
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 GRID_METRICS = ("mrr@10", "recall@10", "recall@100", "ndcg@10", "flops", "l0_q", "l0_d",
                 "posting_mean", "posting_max", "posting_var")
@@ -54,13 +60,50 @@ def wandb_offline() -> bool:
     return not (os.environ.get("WANDB_API_KEY") or _netrc_has(host))
 
 
+WANDB_URL = "https://api.wandb.ai"
+PROBE_TIMEOUT_S = 5.0
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why a TCP connection to ``url``'s host cannot be made within ``timeout`` seconds (None: it can)."""
+    import socket
+
+    parsed = urlparse(url)
+    host = parsed.hostname
+    if not host:
+        return f"{url!r} names no host"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _wandb_online(cfg: DictConfig, cls) -> bool:
+    from lightning.pytorch.loggers import WandbLogger
+
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    return issubclass(cls, WandbLogger) and not cfg.logger.get("offline") and mode not in ("offline", "dryrun",
+                                                                                               "disabled")
+
+
 def make_logger(cfg: DictConfig, rid: str, run_dir: Path):
     """The Lightning logger of ``cfg.logger`` for this run, or False for ``logger=none``."""
     if not cfg.logger.get("_target_"):
         return False
-    accepts = inspect.signature(get_class(cfg.logger._target_)).parameters
+    cls = get_class(cfg.logger._target_)
+    accepts = inspect.signature(cls).parameters
     run_fields = {"id": rid, "name": f"{cfg.model}-{rid}" if cfg.model else rid}
     fill = {k: v for k, v in run_fields.items() if k in accepts and cfg.logger.get(k) is None}
+    if _wandb_online(cfg, cls):
+        url = os.environ.get("WANDB_BASE_URL", WANDB_URL)
+        why = unreachable(url)
+        if why is not None:
+            log.warning("logger=wandb: %s cannot be reached (%s); logging offline to %s/wandb instead. Upload it "
+                        "later with `wandb sync %s/wandb/offline-run-*`, or set WANDB_MODE=offline to skip this "
+                        "check", url, why, run_dir, run_dir)
+            fill["offline"] = True
     return instantiate(cfg.logger, save_dir=str(run_dir), **fill)
 
 

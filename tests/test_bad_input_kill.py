@@ -80,5 +80,7 @@ def test_artifact_killed_mid_build_is_rebuilt_not_reused(tmp_path):
         build_once(Path({str(target)!r}), build)
     """, "BUILDING")
     assert not target.exists()  # the half-built directory never got the artifact's name
+    assert [p.name.startswith(".docs-abc.") for p in target.parent.iterdir() if p.name.endswith(".tmp")] == [True]
     built = build_once(target, lambda tmp: (tmp / "ids.bin").write_bytes(b"complete"))
     assert built and (target / "ids.bin").read_bytes() == b"complete"
+    assert not list(target.parent.glob("*.tmp"))  # the killed build's temporary is gone with the rebuild

@@ -28,7 +28,8 @@ import logging
 import os
 from pathlib import Path
 
-from splade_exp.data.collection import Collection, DataError, iter_jsonl, iter_tsv, load_beir, resolve
+from splade_exp.data.collection import (Collection, DataError, iter_jsonl, iter_tsv, json_id, json_text,
+                                        load_beir, resolve)
 from splade_exp.data.sources import Beir
 
 log = logging.getLogger(__name__)
@@ -69,19 +70,16 @@ def read_clicks(path: Path, queries: dict[str, str], corpus, min_clicks: int = 1
         if (text is None) == (qid is None):
             raise DataError(f"{path}:{lineno}: give exactly one of 'query' (text) and 'query_id'")
         if qid is None:
-            text = " ".join(str(text).split())
+            text = json_text(row, ("query",), path, lineno)
+            text = " ".join(text.split())
             if not text:
                 raise DataError(f"{path}:{lineno}: empty query text; fix or remove the line")
             qid = query_id(text)
             queries.setdefault(qid, text)
-        raw = row.get("clicks", 1)
-        try:
-            clicks = int(raw)
-            if clicks < 0 or (isinstance(raw, float) and raw != clicks):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise DataError(f"{path}:{lineno}: clicks {raw!r} is not a non-negative integer") from None
-        qid, did = str(qid).strip(), str(row["doc_id"]).strip()
+        else:
+            qid = json_id(row, "query_id", path, lineno)
+        did = json_id(row, "doc_id", path, lineno)
+        clicks = _clicks(row.get("clicks", 1), path, lineno)
         unknown = f"query id {qid!r} is not in the queries" if qid not in queries else \
             f"document id {did!r} is not in the corpus" if did not in corpus else None
         if unknown:
@@ -98,7 +96,20 @@ def read_clicks(path: Path, queries: dict[str, str], corpus, min_clicks: int = 1
     return {q: docs for q, docs in pairs.items() if docs}
 
 
+def _clicks(raw, path: Path, lineno: int) -> int:
+    """A non-negative integer count: an int, a whole JSON number (``3.0``) or a TSV field of digits."""
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    if isinstance(raw, float) and raw.is_integer() and raw >= 0:
+        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    raise DataError(f"{path}:{lineno}: clicks {raw!r} is not a non-negative integer")
+
+
 class ClickLog:
+    PATH_OPTIONS = ("path", "clicks")
+
     def __init__(self, path: str | None = None, clicks: str | None = None, min_clicks: int = 1,
                  cache_dir: str | os.PathLike | None = None) -> None:
         self.beir = Beir(path, cache_dir)
@@ -108,6 +119,9 @@ class ClickLog:
         if isinstance(min_clicks, bool) or not isinstance(min_clicks, int) or min_clicks < 1:
             raise DataError(f"data.source.min_clicks must be a positive integer, got {min_clicks!r}")
         self.min_clicks = min_clicks
+
+    def files(self) -> dict[str, Path]:
+        return {**self.beir.files(), "clicks": self.clicks}
 
     def load(self, drop_unknown_qrels: bool = False, drop_empty: bool = False) -> Collection:
         c = load_beir(self.beir.path, None, drop_unknown_qrels, drop_empty)

@@ -9,8 +9,10 @@ nothing is downloaded.
 
 Columns are named in the config: ``doc_id`` and ``doc_text`` (a list of columns joined with a
 space, e.g. ``[title, text]``), ``query_id`` and ``query_text``, and ``qrels_columns``
-``[query id, document id, grade]``. Ids of any type are compared as strings. For
-a CSV/TSV every column is read as a string, so ids such as ``007`` keep their zeros.
+``[query id, document id, grade]``. Ids are strings or integers (compared as strings), texts
+strings or null, grades integers; any other cell (a null id, a float id, a list as text) is an
+error naming the file and the row's line (``row N`` in Parquet), never read as data. For a CSV/TSV
+every column is read as a string, so ids such as ``007`` keep their zeros.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from splade_exp.data.collection import Collection, DataError, TextTable, check_qrels, resolve
+from splade_exp.data.collection import Collection, DataError, TextTable, check_qrels, iter_lines, resolve
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
 
@@ -38,8 +40,8 @@ def _builder(path: Path, forced: str | None) -> tuple[str, dict]:
         import datasets
 
         tsv = path.suffix.lower() == ".tsv"
-        with open(path, encoding="utf-8", newline="") as fh:
-            header = next(csv.reader(fh, delimiter="\t" if tsv else ","), [])
+        first = next((line for _, line in iter_lines(path) if line.strip()), "")
+        header = next(csv.reader([first], delimiter="\t" if tsv else ","), [])
         kwargs = {"delimiter": "\t" if tsv else ",", "keep_default_na": False,
                   "features": datasets.Features({c: datasets.Value("string") for c in header})}
         if tsv:
@@ -47,16 +49,34 @@ def _builder(path: Path, forced: str | None) -> tuple[str, dict]:
     return name, kwargs
 
 
-def _bad_json_line(path: Path) -> str | None:
-    """``path:line: reason`` of the first line of a JSON-lines file that does not parse."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
+def _bad_line(path: Path, name: str) -> str | None:
+    """The message of the first line that is not UTF-8 (any text format) or not JSON (JSON lines)."""
+    if name == "parquet" or (name == "json" and path.suffix.lower() != ".jsonl"):
+        return None
+    try:
+        for lineno, line in iter_lines(path):
+            if name == "json" and line.strip():
                 try:
                     json.loads(line)
                 except json.JSONDecodeError as err:
                     return f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})"
+    except DataError as err:
+        return str(err)
     return None
+
+
+def where(path: Path, row: int) -> str:
+    """``path:line`` of data row ``row`` (1-based) of a JSON-lines or CSV/TSV file (blank lines and
+    the CSV header skipped, as the readers skip them); ``path: row N`` for Parquet and JSON."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".csv", ".tsv"):
+        target = row + (0 if suffix == ".jsonl" else 1)
+        seen = 0
+        for lineno, line in iter_lines(path):
+            seen += bool(line.strip())
+            if seen == target:
+                return f"{path}:{lineno}"
+    return f"{path}: row {row}"
 
 
 def read_table(path: Path, forced: str | None, cache_dir: Path | None, columns: list[str], key: str):
@@ -68,13 +88,40 @@ def read_table(path: Path, forced: str | None, cache_dir: Path | None, columns: 
         ds = datasets.load_dataset(name, data_files=str(path), split="train",
                                    cache_dir=str(cache_dir) if cache_dir else None, **kwargs)
     except Exception as err:  # datasets/pyarrow raise many types; name the file and the line if we can
-        where = _bad_json_line(path) if name == "json" and path.suffix.lower() == ".jsonl" else None
-        raise DataError(f"{where or path}: cannot be read as {name} ({type(err).__name__}: {err}); fix the file or "
-                        f"set data.source.format") from None
+        bad = _bad_line(path, name)
+        raise DataError(f"{bad or path}: cannot be read as {name} ({type(err).__name__}: {str(err)[:300]}); fix the "
+                        "file or set data.source.format") from None
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
         raise DataError(f"{path}: no column(s) {missing} (it has {ds.column_names}); set {key} to the right names")
     return ds
+
+
+def _id(value, path: Path, row: int, column: str) -> str:
+    """An id cell: a non-empty string or an integer; null, floats and other types are errors."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise DataError(f"{where(path, row)}: column {column!r} must hold a string or integer id, got {value!r}; fix "
+                    "the row")
+
+
+def _text(value, path: Path, row: int, column: str) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise DataError(f"{where(path, row)}: column {column!r} must hold text (or null), got {type(value).__name__} "
+                    f"{value!r:.40}; fix the row or name another column")
+
+
+def _grade(value, path: Path, row: int, column: str) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise DataError(f"{where(path, row)}: grade {value!r} in column {column!r} is not an integer")
 
 
 def _texts(ds, path: Path, kind: str, id_col: str, text_cols: list[str], drop_empty: bool) -> dict[str, str]:
@@ -82,14 +129,14 @@ def _texts(ds, path: Path, kind: str, id_col: str, text_cols: list[str], drop_em
     row = 0
     for batch in ds.select_columns([id_col, *text_cols]).iter(batch_size=10_000):
         for i, key in enumerate(batch[id_col]):
-            text = " ".join(str(batch[c][i] or "") for c in text_cols)
-            # row numbers of a JSON-lines file are its line numbers when it has no blank line
-            table.add(str(key), text, path, row + i + 1)
+            r = row + i + 1
+            text = " ".join(_text(batch[c][i], path, r, c) for c in text_cols)
+            table.add(_id(key, path, r, id_col), text, path, r)
         row += len(batch[id_col])
     return table.done(path)
-
-
 class HfFiles:
+    PATH_OPTIONS = ("path", "corpus", "queries", "qrels")
+
     def __init__(self, corpus: str, queries: str, qrels: dict[str, str] | None = None, path: str | None = None,
                  format: str | None = None, doc_id: str = "_id", doc_text: list[str] | str = ("title", "text"),
                  query_id: str = "_id", query_text: list[str] | str = ("text",),
@@ -114,6 +161,9 @@ class HfFiles:
         self.qrels_columns = list(qrels_columns)
         self.cache_dir = Path(cache_dir) / "hf_datasets" if cache_dir else None
 
+    def files(self) -> dict[str, Path]:
+        return {"corpus": self.corpus, "queries": self.queries, **{f"qrels/{s}": f for s, f in self.qrels.items()}}
+
     def load(self, drop_unknown_qrels: bool = False, drop_empty: bool = False) -> Collection:
         cols = self.doc_text
         docs = read_table(self.corpus, self.format, self.cache_dir, [self.doc_id, *cols],
@@ -128,15 +178,18 @@ class HfFiles:
         for split, f in self.qrels.items():
             ds = read_table(f, self.format, self.cache_dir, self.qrels_columns, "data.source.qrels_columns")
             qrels: dict[str, dict[str, int]] = {}
+            first: dict[tuple[str, str], int] = {}
             row = 0
             for batch in ds.select_columns(self.qrels_columns).iter(batch_size=50_000):
                 for q, d, g in zip(batch[qcol], batch[dcol], batch[gcol]):
                     row += 1
-                    try:
-                        grade = int(g)
-                    except (TypeError, ValueError):
-                        raise DataError(f"{f}: row {row}: grade {g!r} in column {gcol!r} is not an integer") from None
-                    qrels.setdefault(str(q), {})[str(d)] = grade
+                    q, d, grade = _id(q, f, row, qcol), _id(d, f, row, dcol), _grade(g, f, row, gcol)
+                    docs = qrels.setdefault(q, {})
+                    if d in docs and docs[d] != grade:
+                        raise DataError(f"{where(f, row)}: query {q!r}, document {d!r} judged {grade} here and "
+                                        f"{docs[d]} at {where(f, first[q, d])}; keep one judgment")
+                    first.setdefault((q, d), row)
+                    docs[d] = grade
             check_qrels(qrels, f, c.queries, c.corpus, drop_unknown_qrels)
             c.qrels[split], c.qrels_files[split] = qrels, f
         return c

@@ -41,6 +41,8 @@ def text_id(prefix: str, text: str) -> str:
 
 
 class MsMarco:
+    PATH_OPTIONS = ("path", "collection", "queries", "qrels", "triples")
+
     def __init__(self, path: str | None = None, collection: str = "collection.tsv",
                  queries: list[str] | tuple[str, ...] = ("queries.train.tsv", "queries.dev.small.tsv"),
                  qrels: dict[str, str] | None = None, triples: str | None = None, triples_format: str = "auto",
@@ -60,6 +62,13 @@ class MsMarco:
                                         or max_triples <= 0):
             raise DataError(f"data.source.max_triples must be a positive integer or null, got {max_triples!r}")
         self.triples_format, self.max_triples = triples_format, max_triples
+
+    def files(self) -> dict[str, Path]:
+        files = {"corpus": self.collection, **{f"queries/{i}": q for i, q in enumerate(self.queries)},
+                 **{f"qrels/{split}": f for split, f in self.qrels.items()}}
+        if self.triples is not None:
+            files["triples"] = self.triples
+        return files
 
     def load(self, drop_unknown_qrels: bool = False, drop_empty: bool = False) -> Collection:
         corpus = read_texts_tsv(self.collection, "passage", drop_empty)
@@ -81,11 +90,11 @@ def read_triples(c: Collection, path: Path, fmt: str, limit: int | None, drop_un
     c.qrels_files.setdefault("train", path)
     c.files.append(path)
     dropped = n = 0
-    for lineno, fields in iter_tsv(path, 3, "query<TAB>positive<TAB>negative"):
+    for lineno, fields in iter_tsv(path, 3, "query<TAB>positive<TAB>negative", max_fields=3):
         if limit is not None and n >= limit:
             break
         n += 1
-        q, pos, neg = (f.strip() for f in fields[:3])
+        q, pos, neg = (f.strip() for f in fields)
         kind = fmt if fmt != "auto" else ("ids" if q.isdigit() and pos.isdigit() and neg.isdigit() else "text")
         if fmt == "auto":
             fmt = kind  # the first line decides for the whole file

@@ -13,6 +13,10 @@ collection, so nothing downstream knows where the data came from.
 | ``hf`` | :class:`splade_exp.data.hf.HfFiles` | local json/jsonl/parquet/csv files via ``datasets`` |
 | ``clicklog`` | :class:`splade_exp.data.clicklog.ClickLog` | a BEIR directory + a click log as training pairs |
 
+A source also lists what it reads, ``files()`` (role -> path), and names its constructor options
+that are paths, ``PATH_OPTIONS``: run ids and artifact keys hold the content of those files, not
+their names (:mod:`splade_exp.data.identity`).
+
 :func:`load_collection` is what the pipeline calls: it applies the options every source shares
 (``data.drop_unknown_qrels``, ``data.drop_empty``, ``data.general_corpus``) and checks that the
 evaluation split (and, when training, the training pairs) exist before any model is built.
@@ -48,6 +52,8 @@ def data_dir(path, key: str = "data.path") -> Path:
 class Synthetic:
     """The embedded synthetic collection, generated once per distinct generator config."""
 
+    PATH_OPTIONS = ()
+
     def __init__(self, cache_dir: str | os.PathLike, **generator_kwargs) -> None:
         import inspect
 
@@ -67,6 +73,10 @@ class Synthetic:
         self.out = Path(cache_dir) / "data" / f"synthetic-{config_hash(generator_kwargs)}"
         self.kwargs = generator_kwargs
 
+    def files(self) -> dict[str, Path]:
+        """None: the generated files follow from the options, which are the data's identity."""
+        return {}
+
     def load(self, drop_unknown_qrels: bool = False, drop_empty: bool = False) -> Collection:
         from splade_exp.data import synthetic as gen
 
@@ -82,14 +92,30 @@ def _generate_into(gen, tmp: Path, kwargs: dict) -> None:
 class Beir:
     """A BEIR-layout directory on disk: ``data=beir data.path=/path/to/scifact``."""
 
+    #: constructor options that name files or directories: their content enters keys, not their names
+    PATH_OPTIONS = ("path",)
+
     def __init__(self, path: str | None = None, cache_dir: str | os.PathLike | None = None) -> None:
         self.path = data_dir(path)
         for name in ("corpus.jsonl", "queries.jsonl"):
             check_readable(self.path / name, f"BEIR {name}", "data.path (a BEIR directory: corpus.jsonl, "
                                                             "queries.jsonl, qrels/<split>.tsv)")
 
+    def files(self) -> dict[str, Path]:
+        """role -> file of everything :meth:`load` reads (see :mod:`splade_exp.data.identity`)."""
+        return beir_files(self.path)
+
     def load(self, drop_unknown_qrels: bool = False, drop_empty: bool = False) -> Collection:
         return load_beir(self.path, None, drop_unknown_qrels, drop_empty)
+
+
+def beir_files(path: Path) -> dict[str, Path]:
+    files = {"corpus": path / "corpus.jsonl", "queries": path / "queries.jsonl"}
+    qdir = path / "qrels"
+    files.update({f"qrels/{f.stem}": f for f in sorted(qdir.glob("*.tsv"))} if qdir.is_dir() else {})
+    if (path / "general.txt").exists():
+        files["general"] = path / "general.txt"
+    return files
 
 
 def make_source(data, cache_dir):
@@ -121,6 +147,7 @@ def load_collection(data, cache_dir, stage: str = "train") -> Collection:
         set_general_corpus(collection, general)
     if data.get("exclude_eval_docs"):
         exclude_eval_docs(collection, data.eval_split)
+    collection.options = {**opts, "exclude_eval_docs": data.eval_split if data.get("exclude_eval_docs") else None}
     check_usable(collection, data.eval_split, stage)
     return collection
 

@@ -7,11 +7,17 @@ negative; the key is the same in every process, whatever its hash seed.
 Items hold texts, or, with ``tokens`` (:func:`training_tokens`), token-id rows read from the
 memory-mapped tokens artifact, so a sweep tokenises its training data once. The collator pads
 either to the same tensors.
+
+Sampled negatives are a function of where they are drawn, ``rng(seed, "negatives", epoch, index)``
+(:mod:`splade_exp.stages.seeding`): the training sampler hands the dataset ``(epoch, index)``
+(:class:`~splade_exp.stages.fit.GlobalBatchSampler`; each item appears once per epoch), so a run
+resumed from a checkpoint, a loader with any number of workers and an uninterrupted run in one
+process all draw the same negatives for the same item of the same epoch. A generator that advanced
+with every draw would restart from the seed on resume and differ between loader workers.
 """
 from __future__ import annotations
 
 import hashlib
-import random
 
 import numpy as np
 import torch
@@ -20,6 +26,7 @@ from transformers import PreTrainedTokenizerBase
 
 from splade_exp.data.collection import Collection, DataError
 from splade_exp.data.tokenized import TokenizedTexts, pad_rows, tokenized
+from splade_exp.stages.seeding import rng
 
 
 def doc_key(did: str) -> int:
@@ -27,11 +34,16 @@ def doc_key(did: str) -> int:
 
 
 class PairDataset(Dataset):
-    """Args:
+    """Items by index ``i`` or by position ``(epoch, i)`` (what the training sampler passes).
+
+    Args:
         negatives: hard negatives per query id (default: the collection's, e.g. from triples).
         num_negatives: hard negatives per item; queries without any get random corpus documents.
         tokens: (query tokens, document tokens) to return token rows instead of texts.
     """
+
+    #: takes ``(epoch, index)`` keys: its random draws depend on the epoch (GlobalBatchSampler)
+    epoch_keyed = True
 
     def __init__(self, collection: Collection, negatives: dict[str, list[str]] | None = None,
                  num_negatives: int = 0, seed: int = 0,
@@ -44,7 +56,7 @@ class PairDataset(Dataset):
         self.num_negatives = num_negatives
         self.doc_ids = list(collection.corpus)  # pool of random negatives
         self.tokens = tokens
-        self.rng = random.Random(seed)
+        self.seed = int(seed)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -55,14 +67,16 @@ class PairDataset(Dataset):
     def _doc(self, did: str):
         return self.tokens[1].row(did) if self.tokens else self.collection.document(did)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         qid, did = self.pairs[i]
         negs: list[str] = []
         if self.num_negatives:
+            draw = rng(self.seed, "negatives", int(epoch), int(i))
             pool = [n for n in self.negatives.get(qid, []) if n != did]
             if not pool:  # no mined negatives for this query: random documents
-                pool = [self.doc_ids[self.rng.randrange(len(self.doc_ids))] for _ in range(self.num_negatives)]
-            negs = [pool[self.rng.randrange(len(pool))] for _ in range(self.num_negatives)]
+                pool = [self.doc_ids[j] for j in draw.integers(len(self.doc_ids), size=self.num_negatives)]
+            negs = [pool[j] for j in draw.integers(len(pool), size=self.num_negatives)]
         return self._query(qid), self._doc(did), doc_key(did), [self._doc(n) for n in negs], [doc_key(n) for n in negs]
 
 

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def texts_for_backbone(collection) -> list[str]:
-    texts = list(collection.corpus.values())
+    """Documents and general corpus; empty documents (kept in the collection) teach nothing."""
+    texts = [t for t in collection.corpus.values() if t]
     if collection.general_path is not None:
         texts += collection.general_texts()
     return texts

@@ -37,6 +37,20 @@ class CollapseDetector(L.Callback):
         self.reason = ""
         self._batch_step = 0
 
+    # The verdict and the streak travel in checkpoints: a resumed run counts the streak on, and a
+    # diverged run restored from its final checkpoint stays diverged (and does not train on).
+    def state_dict(self) -> dict:
+        return {"streak": self.streak, "diverged_step": self.diverged_step, "reason": self.reason}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.streak = int(state_dict.get("streak", 0))
+        self.diverged_step = state_dict.get("diverged_step")
+        self.reason = state_dict.get("reason", "")
+
+    def on_train_start(self, trainer, pl_module):
+        if self.diverged_step is not None:
+            trainer.should_stop = True
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._batch_step = trainer.global_step
         # Fault injection for tests and drills: poison the head so this step's loss is NaN.

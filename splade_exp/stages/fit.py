@@ -25,11 +25,28 @@ from splade_exp.io import atomic_path
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary sibling and renamed into place: a job killed while saving
-    leaves the previous ``last.ckpt`` intact, never a truncated one."""
+    leaves the previous ``last.ckpt`` intact, never a truncated one (its temporary is removed when
+    the run starts again). ``torch.save`` writes through a Python file object: given a path, its C++
+    writer turns a full disk into ``basic_ios::clear: iostream error``; through a file object the
+    OSError (ENOSPC) reaches :func:`splade_exp.io.atomic_path`, which names the file."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+
+
+class FinalCheckpoint(L.Callback):
+    """Save ``path`` when training ends, at its final step: the periodic checkpoint is at a multiple
+    of ``checkpoint_every_n_steps`` (or absent), and a diverged run stops between two. A finished
+    training therefore always leaves its final weights and its callbacks' outcome (the collapse
+    detector's verdict) in ``path``, and a later launch that only changes how the run is evaluated
+    restores them instead of training again (``run.py``). Every rank calls it; rank 0 writes."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path)
 
 
 class SingleProcessEnvironment(ClusterEnvironment):
@@ -96,8 +113,9 @@ def make_trainer(tcfg, root_dir: Path, max_steps: int, logger=False, callbacks=(
     """
     callbacks = list(callbacks)
     if checkpoint_every:
+        # no version counter: a run directory has one writer (the run lock), so never a last-v1.ckpt
         callbacks.append(ModelCheckpoint(dirpath=root_dir / "checkpoints", save_last=True, save_top_k=0,
-                                         every_n_train_steps=checkpoint_every))
+                                         every_n_train_steps=checkpoint_every, enable_version_counter=False))
     plugins = [AtomicCheckpointIO()]
     devices, num_nodes, strategy = tcfg.devices, tcfg.num_nodes, tcfg.strategy
     if single_process:
@@ -143,18 +161,20 @@ class GlobalBatchSampler(Sampler[list[int]]):
     Global batch t (counted from the start of training) is rows ``[p·B, (p+1)·B)`` of the
     permutation of epoch e, where ``e, p = divmod(t, len(dataset) // B)`` (the last partial batch of
     an epoch is dropped) and the permutation depends only on ``(seed, e)``. Rank r of W yields rows
-    ``[r·B/W, (r+1)·B/W)`` of it. Iteration starts at global batch ``start``.
+    ``[r·B/W, (r+1)·B/W)`` of it. Iteration starts at global batch ``start``. With
+    ``with_epoch`` each row is ``(epoch, index)``, for datasets whose items draw random numbers
+    (``PairDataset``'s negatives): the position keys the draw.
     """
 
     def __init__(self, n_items: int, batch_size: int, seed: int = 0, shuffle: bool = True, start: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, with_epoch: bool = False) -> None:
         if batch_size % world_size:
             raise ValueError(f"trainer.batch_size={batch_size} is the global batch: it must be divisible by the "
                              f"number of processes (trainer.devices x trainer.num_nodes = {world_size})")
         if n_items < batch_size:
             raise ValueError(f"trainer.batch_size={batch_size} exceeds the {n_items} training examples")
         self.n_items, self.batch_size, self.seed, self.shuffle = n_items, batch_size, seed, shuffle
-        self.start, self.rank, self.world_size = start, rank, world_size
+        self.start, self.rank, self.world_size, self.with_epoch = start, rank, world_size, with_epoch
 
     def _order(self, epoch: int) -> torch.Tensor:
         if not self.shuffle:
@@ -169,8 +189,24 @@ class GlobalBatchSampler(Sampler[list[int]]):
             if e != epoch:
                 epoch, order = e, self._order(e)
             rows = order[p * self.batch_size : (p + 1) * self.batch_size]
-            yield rows[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
+            mine = rows[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
+            yield [(e, i) for i in mine] if self.with_epoch else mine
             t += 1
+
+
+class WorkerSeed:
+    """``worker_init_fn`` of training loaders: each worker's global generators seeded from (seed, rank,
+    worker). Data code draws through ``seeding.rng(seed, position)`` and does not depend on them;
+    this only makes anything that still reads a global generator in a worker reproducible, instead of
+    inheriting whatever state the main process had when the workers started."""
+
+    def __init__(self, seed: int, rank: int) -> None:
+        self.seed, self.rank = int(seed), int(rank)
+
+    def __call__(self, worker_id: int) -> None:
+        from splade_exp.stages.seeding import derive_seed, seed_globals
+
+        seed_globals(derive_seed(self.seed, "loader-worker", self.rank, worker_id))
 
 
 class GlobalBatchData(L.LightningDataModule):
@@ -188,9 +224,10 @@ class GlobalBatchData(L.LightningDataModule):
         self.seed, self.num_workers, self.shuffle = seed, num_workers, shuffle
 
     def loader(self, rank: int = 0, world_size: int = 1, start: int = 0) -> DataLoader:
-        sampler = GlobalBatchSampler(len(self.dataset), self.batch_size, self.seed, self.shuffle, start, rank, world_size)
+        sampler = GlobalBatchSampler(len(self.dataset), self.batch_size, self.seed, self.shuffle, start, rank, world_size,
+                                     with_epoch=getattr(self.dataset, "epoch_keyed", False))
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, worker_init_fn=WorkerSeed(self.seed, rank))
 
     def train_dataloader(self) -> DataLoader:
         t = self.trainer

@@ -132,6 +132,7 @@ class SpladeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["head_diagnostics"] = dict(self.diagnostics)
+        checkpoint["resumed_from_step"] = self.resumed_from_step  # of the process that saved it
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.resumed_from_step = int(checkpoint["global_step"])

@@ -60,8 +60,9 @@ def emlm_key(cfg) -> dict:
 
 
 def stats_doc_ids(collection, n: int, seed: int) -> list[str]:
-    """The held-out in-domain documents of the statistics: a fixed sample, in corpus order."""
-    ids = list(collection.corpus)
+    """The held-out in-domain documents of the statistics: a fixed sample, in corpus order (empty
+    documents have no word to mask and are not sampled)."""
+    ids = [i for i, t in collection.corpus.items() if t]
     chosen = set(random.Random(seed).sample(ids, min(n, len(ids))))
     return [i for i in ids if i in chosen]
 
@@ -70,7 +71,7 @@ def split_texts(p, collection, held_out: list[str], seed: int) -> tuple[list[str
     """(training texts, validation texts, data info) of the pretraining corpus."""
     if p.corpus == "in_domain":
         skip = set(held_out)
-        texts = [t for i, t in collection.corpus.items() if i not in skip]
+        texts = [t for i, t in collection.corpus.items() if i not in skip and t]
     else:
         texts = corpus_texts(p.corpus, collection)
     random.Random(seed).shuffle(texts)

@@ -6,7 +6,8 @@ drop words without a single alphanumeric character (bare punctuation), rank by f
 (descending), break ties by the word itself (ascending), keep the first ``vocab.size``.
 
 The vocabulary file is an artifact ``vocab/unigram-<hash>/`` keyed by the backbone (its tokenizer
-defines "word"), the data source and the ``vocab`` config; it holds ``vocab.tsv`` (word, count,
+defines "word"), the data (:func:`data_key`: the content of the texts it may count) and the
+``vocab`` config; it holds ``vocab.tsv`` (word, count,
 one per line, in id order) and ``meta.json`` (distinct words, corpus tokens, coverage).
 """
 from __future__ import annotations
@@ -59,33 +60,45 @@ def corpus_texts(corpus: str, collection) -> list[str]:
 
 
 def corpus_key(corpus: str) -> dict:
-    """What identifies a corpus spec in artifact keys (a file by its path, size and mtime)."""
+    """What identifies a corpus spec in artifact keys: its name, or a file by its content."""
     if corpus in CORPORA:
         return {"corpus": corpus}
-    p = Path(os.path.expanduser(str(corpus))).resolve()
-    st = p.stat() if p.exists() else None
-    return {"corpus": str(p), "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+    from splade_exp.fingerprint import fingerprint, normalise_path
+
+    p = normalise_path(corpus)
+    return {"corpus": "file", **(fingerprint(p) if p.is_file() else {"missing": str(p)})}
 
 
 def backbone_key(cfg) -> dict:
-    """What identifies the backbone (and so the tokenizer): a built one also by its data and seed."""
+    """What identifies the backbone (and so the tokenizer): a built one also by its seed (its data is
+    the key's ``data`` part), a local directory by the content of its files rather than its path."""
     from omegaconf import OmegaConf
+
+    from splade_exp.models.backbone import looks_local
 
     b = OmegaConf.to_container(cfg.backbone, resolve=True)
     key = {"backbone": b}
-    if not b.get("name_or_path"):
+    name = b.get("name_or_path")
+    if not name:
         from splade_exp.models.backbone import BUILD_VERSION
 
         key["seed"] = int(cfg.seed)
         key["build"] = BUILD_VERSION
+    elif looks_local(name) and Path(os.path.expanduser(str(name))).is_dir():
+        from splade_exp.fingerprint import directory_fingerprint
+
+        b["name_or_path"] = directory_fingerprint(name, Path(str(cfg.paths.artifacts_dir)) / "fingerprints")
     return key
 
 
 def data_key(cfg) -> dict:
-    from omegaconf import OmegaConf
+    """The data part of the text artifacts' keys (built backbone, unigram vocabulary, EMLM): the data
+    source's options and the content of the files they read texts from, the documents and the
+    general corpus (:func:`splade_exp.data.identity.data_identity`). Judgments are not part of it:
+    correcting a qrels file does not rebuild them."""
+    from splade_exp.data.identity import TEXT_ROLES, data_identity
 
-    return {"source": OmegaConf.to_container(cfg.data.source, resolve=True),
-            "general_corpus": cfg.data.general_corpus}
+    return data_identity(cfg.data, cfg.paths.artifacts_dir, roles=TEXT_ROLES)
 
 
 def write_vocab(out: Path, words: list[str], counts: Counter) -> None:

@@ -110,6 +110,39 @@ def test_exclude_eval_docs_removes_pairs_on_judged_documents(tmp_path):
     assert c.qrels["train"] == {"q1": {"d1": 1}, "q4": {"d5": 1}}
 
 
+def test_sampled_negatives_depend_on_the_position_only(tmp_path):
+    """Random negatives are drawn from (seed, epoch, item): the same in any order, any process, after a
+    resume; another epoch draws again."""
+    c = load_beir(write_beir(tmp_path / "beir"))
+    ds = PairDataset(c, num_negatives=3, seed=5)
+    forward = [ds[(e, i)][3] for e in range(3) for i in range(len(ds))]
+    again = PairDataset(c, num_negatives=3, seed=5)
+    backward = [again[(e, i)][3] for e in reversed(range(3)) for i in reversed(range(len(ds)))][::-1]
+    assert forward == backward
+    epochs = [tuple(tuple(ds[(e, 0)][3]) for _ in range(2)) for e in range(6)]
+    assert len(set(epochs)) > 1  # a new draw per epoch
+    assert ds[0][3] == ds[(0, 0)][3]  # a plain index is epoch 0
+
+
+def test_loader_workers_give_the_batches_of_one_process(tmp_path):
+    from splade_exp.stages.fit import GlobalBatchData
+
+    c = load_beir(write_beir(tmp_path / "beir"))
+    c.qrels["train"] = {q: {d: 1} for q, d in zip(["q1", "q2", "q3", "q4"], ["d1", "d2", "d3", "007"])}
+    ds = PairDataset(c, num_negatives=2, seed=1)
+    collate = lambda items: [(it[2], tuple(it[4])) for it in items]  # noqa: E731  (positive and negative keys)
+
+    def batches(workers: int, start: int = 0) -> list:
+        loader = GlobalBatchData(ds, collate, 2, seed=1, num_workers=workers).loader(start=start)
+        it = iter(loader)
+        return [next(it) for _ in range(6)]
+
+    single = batches(0)
+    assert batches(2) == single  # two workers, each with its own copy of the dataset
+    assert batches(0, start=3) == batches(0)[3:] + batches(0, start=6)[:3]  # resumed at batch 3
+    assert len({neg for batch in single for _, neg in batch}) > 2
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     from splade_exp.models.backbone import train_wordpiece

@@ -66,16 +66,27 @@ def _metrics(run_dir, version: int) -> pd.DataFrame:
     return frame.dropna(subset=["train/lambda_q"]).set_index("step")
 
 
+METRICS = ["mrr@10", "recall@10", "recall@100", "ndcg@10", "flops", "l0_q", "l0_d", "posting_mean", "posting_max",
+           "posting_var"]
+CURVES = ["train/loss", "train/rank_loss", "train/flops_q", "train/flops_d", "train/l0_q", "train/l0_d",
+          "train/cos_q", "train/cos_d", "train/lambda_q"]
+
+
 @pytest.mark.slow
-def test_sigkill_mid_training_then_relaunch_resumes_from_last_checkpoint(tmp_path, tmp_path_factory):
+def test_sigkill_mid_training_then_relaunch_resumes_exactly(tmp_path, tmp_path_factory):
+    """Killed after a periodic checkpoint and relaunched, a run ends with the metrics and the curves of
+    an uninterrupted run, bit for bit: dropout is drawn per step (StepSeed) and negatives per
+    (epoch, item) (``data.num_negatives=1``), so nothing restarts from the seed."""
     root, log = tmp_path / "root", tmp_path / "run.log"
     artifacts = shared_artifacts(tmp_path_factory)
-    cfg = compose_cfg([*ARGS, f"paths.artifacts_dir={artifacts}"], root)
+    args = [*ARGS, "data.num_negatives=1"]
+    cfg = compose_cfg([*args, f"paths.artifacts_dir={artifacts}"], root)
     rid = run_id(cfg)
     run_dir, out = root / "runs" / rid, results_path(cfg, rid)
     last = run_dir / "checkpoints" / "last.ckpt"
 
-    first = launch(ARGS, root, artifacts, log)
+    straight = launch(args, tmp_path / "straight", artifacts, tmp_path / "straight.log")  # the reference, alongside
+    first = launch(args, root, artifacts, log)
     deadline = time.monotonic() + 240
     while not last.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -84,18 +95,32 @@ def test_sigkill_mid_training_then_relaunch_resumes_from_last_checkpoint(tmp_pat
     step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
     assert 0 < step < MAX_STEPS and step % EVERY == 0, f"checkpoint at step {step}\n{tail(log)}"
     assert not out.exists()
+    # what a kill in the middle of a save leaves: the temporary of the checkpoint (and of a results file)
+    orphans = [last.parent / ".last.ckpt.abc123.tmp", out.parent / f".{out.name}.xyz.tmp"]
+    for orphan in orphans:
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(b"partial")
 
-    second = launch(ARGS, root, artifacts, log)
+    second = launch(args, root, artifacts, log)
     assert second.wait(240) == 0, tail(log)
+    assert straight.wait(240) == 0, tail(tmp_path / "straight.log")
+    assert not any(o.exists() for o in orphans) and "temporary files of an interrupted write" in log.read_text()
 
     frame = read_results(out)
     assert sorted(zip(frame.qk, frame.dk)) == sorted([(0, 0), (7, 20), (5, 20), (5, 10)])  # once each
     assert (frame.status == "completed").all() and (frame.resumed_from_step == step).all()
     assert frame["head.logit_std_init"].notna().all()  # initial diagnostics carried by the checkpoint
+    reference = read_results(tmp_path / "straight" / "results" / cfg.sweep / out.name)
+    pd.testing.assert_frame_equal(frame[METRICS].reset_index(drop=True), reference[METRICS].reset_index(drop=True),
+                                  check_exact=True)
 
     before, after = _metrics(run_dir, 0), _metrics(run_dir, 1)
     assert before.index.max() >= step - 1  # the killed launch got at least to the checkpoint
     assert after.index.min() == step and after.index.max() == MAX_STEPS - 1
+    resumed = pd.concat([before[before.index < step], after])[CURVES]
+    uninterrupted = _metrics(tmp_path / "straight" / "runs" / rid, 0)[CURVES]
+    assert resumed.index.tolist() == list(range(MAX_STEPS))
+    pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=True)
     # the lambda ramp continues where it stopped: lambda(t) = lambda_q * (t / T)^2, not lambda(0) = 0
     assert after.loc[step, "train/lambda_q"] == pytest.approx(LAMBDA_Q * (step / T) ** 2, rel=1e-6)
     assert after.loc[step, "train/lambda_q"] > 0

@@ -160,3 +160,29 @@ def test_failed_job_finishes_its_run(tmp_path, monkeypatch):
     assert sys.modules["wandb"].run is None  # the next job of the sweep starts its own run
     (wandb_file,) = (tmp_path / "runs").rglob("run-*.wandb")
     assert [e.exit_code for e in exit_records(wandb_file)] == [1]
+
+
+def test_an_unreachable_wandb_server_logs_offline_with_a_warning(tmp_path, monkeypatch, caplog):
+    """Online (a key is set) but the server cannot be reached: the run logs offline at once and says
+    how to upload later, instead of failing after wandb's retries."""
+    import logging
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on: connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    cfg = compose_cfg(["+experiment=smoke", "logger=wandb"], tmp_path)
+    assert cfg.logger.offline is False
+    with caplog.at_level(logging.WARNING):
+        logger = tracking.make_logger(cfg, "rid123", tmp_path / "run")
+    assert logger._offline is True
+    assert f"http://127.0.0.1:{port} cannot be reached (ConnectionRefusedError" in caplog.text
+    assert f"wandb sync {tmp_path / 'run'}/wandb/offline-run-*" in caplog.text
+    assert SECRET not in caplog.text
+    with socket.socket() as server:  # reachable: stays online
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert tracking.unreachable(f"http://127.0.0.1:{server.getsockname()[1]}") is None
