@@ -141,9 +141,8 @@ class MarginMSE(nn.Module):
     """
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
-        t = batch.teacher("MarginMSE")
-        s = batch.candidate_scores()
-        t = t.to(s.dtype)
+        s = batch.candidate_scores()                   # (Nq, 1 + n): s(q, d+), s(q, d-_1..d-_n)
+        t = batch.teacher("MarginMSE").to(s.dtype)     # the teacher's scores of the same documents
         return ((s[:, :1] - s[:, 1:]) - (t[:, :1] - t[:, 1:])).pow(2).mean()
 
 
@@ -163,10 +162,10 @@ class KLDistillation(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, batch: LossBatch) -> torch.Tensor:
-        t = batch.teacher("KLDistillation")
         s = batch.candidate_scores()
+        t = batch.teacher("KLDistillation").to(s.dtype)
         log_p_s = F.log_softmax(s / self.temperature, dim=1)
-        log_p_t = F.log_softmax(t.to(s.dtype) / self.temperature, dim=1)
+        log_p_t = F.log_softmax(t / self.temperature, dim=1)
         return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
 
     def extra_repr(self) -> str:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import CONF, compose_cfg
@@ -131,3 +132,17 @@ def test_a_loss_and_a_regulariser_defined_in_a_test_module_train_end_to_end(tmp_
     assert log.loc[0, "train/reg"] == pytest.approx(0.01 * log.loc[0, "train/mean_weight"], rel=1e-4)
     assert log["train/loss"].to_numpy() == pytest.approx((log["train/rank_loss"] + log["train/reg"]).to_numpy(), rel=1e-5)
     assert frame["cfg.loss.ranking._target_"].iloc[0] == f"{__name__}.ScaledCrossEntropy"
+
+
+@pytest.mark.slow
+def test_distillation_on_the_synthetic_teacher_trains_end_to_end(tmp_path):
+    cfg = compose_cfg([*SMOKE, "loss=margin_mse_ce", "+data.source.n_teacher_negatives=4",
+                       "data.distillation=distillation.jsonl", "data.num_negatives=2"], tmp_path)
+    frame = run(cfg)
+    assert (frame.status == "completed").all() and frame["mrr@10"].notna().all()
+    log = _train_log(cfg)
+    # rank_loss = 1.0 x MarginMSE + 0.1 x in-batch CE (conf/loss/margin_mse_ce.yaml)
+    expected = log["train/margin_mse"] + 0.1 * log["train/ce"]
+    assert log["train/rank_loss"].to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-5)
+    assert (log["train/margin_mse"] > 0).all() and (log["train/ce"] > 0).all()
+    assert OmegaConf.select(cfg, "loss.ranking.weights.ce") == 0.1

@@ -47,6 +47,7 @@ from splade_exp.losses import InBatchCrossEntropy, LossBatch, as_terms
 from splade_exp.models.encoder import SpladeEncoder
 from splade_exp.stages.optim import adamw_linear
 
+
 def build_objective(loss) -> tuple[nn.Module, dict[str, nn.Module]]:
     """(ranking loss, {name: regulariser}) from the ``loss`` config group (``_target_`` nodes)."""
     from hydra.errors import InstantiationException
