@@ -71,9 +71,10 @@ class LossBatch:
     def candidate_scores(self) -> torch.Tensor:
         """(Nq, 1 + n) student scores ``s(q_i, [d+, d-_1..d-_n])`` of each query's own candidates."""
         nq, n = self.q.shape[0], self.n_negatives
-        rows = torch.arange(nq, device=self.q.device)
-        cols = torch.cat([rows[:, None], nq + rows[:, None] * n + torch.arange(n, device=self.q.device)], dim=1)
-        return (self.q @ self.d.T).gather(1, cols)
+        # O(Nq·(1+n)·V): each query against its own documents only, not the Nq x Nd score matrix
+        pos = (self.q * self.d[:nq]).sum(dim=1, keepdim=True)
+        neg = torch.bmm(self.d[nq:].reshape(nq, n, self.d.shape[1]), self.q.unsqueeze(2)).squeeze(2)
+        return torch.cat([pos, neg], dim=1)
 
     def teacher(self, loss: str) -> torch.Tensor:
         """The teacher scores, shaped like :meth:`candidate_scores`; a clear error when missing."""

@@ -60,6 +60,17 @@ def test_margin_mse_hand_example():
     assert MarginMSE()(batch(MQ, MD, teacher=MT)).item() == pytest.approx(1.25)
 
 
+def test_margin_mse_gradient_by_hand():
+    # L = 1/4 sum_ij e_ij^2, e_ij = (s+_i - s-_ij) - (t+_i - t-_ij); q0's errors are (0, -1), so
+    # dL/ds+_0 = 1/4 · 2 · (0 - 1) = -0.5 and dL/ds-_01 = 1/4 · 2 · (-1) · (-1) = 0.5; since s = q·d,
+    # dL/dd+_0 = -0.5 · q0 = (-0.5, -1, 0) and dL/dd-_01 (row 3) = 0.5 · q0 = (0.5, 1, 0)
+    b = batch(MQ, MD, teacher=MT)
+    b.d.requires_grad_(True)
+    MarginMSE()(b).backward()
+    assert b.d.grad[0].tolist() == [-0.5, -1.0, 0.0] and b.d.grad[3].tolist() == [0.5, 1.0, 0.0]
+    assert b.d.grad[2].tolist() == [0.0, 0.0, 0.0]  # q0's first negative: error 0
+
+
 def test_margin_mse_ignores_a_teacher_offset_per_query():
     shifted = [[s + 100.0 for s in MT[0]], [s - 7.0 for s in MT[1]]]
     assert MarginMSE()(batch(MQ, MD, teacher=shifted)).item() == pytest.approx(1.25)
