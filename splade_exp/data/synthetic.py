@@ -74,8 +74,8 @@ synonymy exists outside the titles.
 
 Files written to ``out_dir`` (atomically: a temporary sibling directory is renamed into place):
 ``corpus.jsonl``, ``queries.jsonl``, ``qrels/{train,dev,test}.tsv``, ``general.txt``,
-``distillation.jsonl`` (with ``n_teacher_negatives`` > 0) and ``meta.json`` (the arguments plus statistics: distinct words and tokens of titles and of the
-general corpus, and ``test_no_overlap_fraction``, the share of test queries that share no surface
+``distillation.jsonl`` (with ``n_teacher_negatives`` > 0) and ``meta.json`` (the arguments plus
+statistics: distinct words and tokens of titles and of the general corpus, and ``test_no_overlap_fraction``, the share of test queries that share no surface
 word with any of their relevant titles).  Output is byte-for-byte deterministic for a seed: only
 ``random.Random(seed)`` is used, and nothing depends on hash or set iteration order.
 """
