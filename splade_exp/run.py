@@ -125,15 +125,12 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
     from splade_exp.models.head_scale import init_diagnostics
     from splade_exp.stages.fit import FinalCheckpoint, GlobalBatchData, make_trainer
     from splade_exp.stages.seeding import StepSeed
-    from splade_exp.stages.splade import SpladeModule
+    from splade_exp.stages.splade import SpladeModule, build_objective
 
     t, loss, d = cfg.trainer, cfg.loss, cfg.data
-    module = SpladeModule(
-        encoder, regularizer=loss.regularizer, lambda_q=loss.lambda_q, lambda_d=loss.lambda_d,
-        lambda_joint=loss.lambda_joint, lambda_warmup_steps=loss.lambda_warmup_steps, joint_docs=loss.joint_docs,
-        topk_q=loss.topk_q, topk_d=loss.topk_d, lr=t.lr, weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_steps, max_steps=t.max_steps,
-    )
+    ranking_loss, regularizers = build_objective(loss)
+    module = SpladeModule(encoder, ranking_loss, regularizers, topk_q=loss.topk_q, topk_d=loss.topk_d, lr=t.lr,
+                          weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, max_steps=t.max_steps)
     tokens = training_tokens(cfg.paths.artifacts_dir, collection, tokenizer, d.query_max_length,
                              d.doc_max_length) if d.get("pretokenize") else None
     dataset = PairDataset(collection, num_negatives=d.num_negatives, seed=cfg.seed, tokens=tokens)

@@ -68,7 +68,7 @@ def test_decoder_stays_untied_through_a_training_step():
     scale_head(enc, 8)
     emb = enc.mlm.bert.embeddings.word_embeddings.weight
     assert enc.decoder.weight.data_ptr() != emb.data_ptr()
-    module = SpladeModule(enc, lambda_q=0.0, lambda_d=0.0, lr=1e-2, warmup_steps=0, max_steps=1)
+    module = SpladeModule(enc, lr=1e-2, warmup_steps=0, max_steps=1)  # in-batch CE, no regulariser
     ids = torch.randint(5, 50, (4, 6))
     mask = torch.ones_like(ids)
     batch = {"q_input_ids": ids, "q_attention_mask": mask, "d_input_ids": ids.flip(0), "d_attention_mask": mask,

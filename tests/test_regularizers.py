@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from splade_exp.regularizers import flops, joint_flops, l0, lambda_at, mean_pairwise_cosine
+from splade_exp.regularizers import QuadraticRamp, flops, joint_flops, l0, mean_pairwise_cosine
 
 
 def test_flops_hand_example():
@@ -43,12 +43,12 @@ def test_flops_gradient_by_hand():
 @pytest.mark.parametrize("step,expected", [(0, 0.0), (50, 0.25), (100, 1.0), (250, 1.0)])
 def test_lambda_quadratic_ramp(step, expected):
     # lambda(t) = lam * min(1, (t/T)^2) with lam = 1, T = 100: t=50 -> 0.25
-    assert lambda_at(step, 1.0, 100) == pytest.approx(expected)
+    assert 1.0 * QuadraticRamp(100)(step) == pytest.approx(expected)
 
 
 def test_lambda_scales_with_lam_and_no_ramp():
-    assert lambda_at(10, 3e-4, 20) == pytest.approx(3e-4 * 0.25)
-    assert lambda_at(0, 0.5, 0) == 0.5
+    assert 3e-4 * QuadraticRamp(20)(10) == pytest.approx(3e-4 * 0.25)
+    assert 0.5 * QuadraticRamp(0)(0) == 0.5
 
 
 def test_l0_counts_positive_entries():

@@ -113,6 +113,7 @@ class ClickLog:
     def __init__(self, path: str | None = None, clicks: str | None = None, min_clicks: int = 1,
                  cache_dir: str | os.PathLike | None = None) -> None:
         self.beir = Beir(path, cache_dir)
+        self.path = self.beir.path
         if not clicks:
             raise DataError("data.source.clicks is not set; pass data.source.clicks=<click log .tsv or .jsonl>")
         self.clicks = resolve(self.beir.path, clicks, "data.source.clicks", "click log")

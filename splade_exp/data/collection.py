@@ -3,8 +3,9 @@
 Every source (``conf/data/*.yaml``; :mod:`splade_exp.data.sources`) ends in the same
 :class:`Collection`: ``corpus`` and ``queries`` (id -> text), ``qrels`` per split (query id ->
 document id -> grade), optional hard ``negatives`` per training query, optional training-only
-documents (``train_docs``: passages that come with text training triples and are not indexed).
-Training pairs are the positive judgments of the ``train`` split.
+documents (``train_docs``: passages that come with text training triples and are not indexed),
+optional ``teacher`` scores for distillation. Training pairs are the positive judgments of the
+``train`` split.
 
 BEIR layout: ``corpus.jsonl`` (``{"_id", "title", "text"}``), ``queries.jsonl`` (``{"_id",
 "text"}``), ``qrels/{train,dev,test}.tsv`` (header ``query-id  corpus-id  score``; TREC's
@@ -46,6 +47,10 @@ class Collection:
     files: list[Path] = field(default_factory=list)
     qrels_files: dict[str, Path] = field(default_factory=dict)
     options: dict = field(default_factory=dict)  # loading options applied (sources.load_collection)
+    # teacher scores for distillation, query id -> doc id -> score, and the files they came from
+    # (splade_exp/data/distillation.py)
+    teacher: dict[str, dict[str, float]] = field(default_factory=dict)
+    teacher_files: list[Path] = field(default_factory=list)
 
     def split(self, name: str) -> dict[str, dict[str, int]]:
         if name not in self.qrels:

@@ -142,7 +142,7 @@ class HfFiles:
                  query_id: str = "_id", query_text: list[str] | str = ("text",),
                  qrels_columns: list[str] = ("query-id", "corpus-id", "score"),
                  cache_dir: str | os.PathLike | None = None) -> None:
-        base = Path(os.path.expanduser(str(path))) if path else None
+        base = self.path = Path(os.path.expanduser(str(path))) if path else None
         if base is not None and not base.is_dir():
             raise DataError(f"{base}: data.path is not a directory (file names are taken relative to it)")
         self.base = base

@@ -17,6 +17,7 @@ keyed on :data:`TEXT_ROLES` alone, so correcting a qrels file does not retrain a
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from splade_exp.fingerprint import fingerprint, normalise_path
 
@@ -35,6 +36,14 @@ def source_files(data, cache_dir) -> dict[str, "os.PathLike"]:
     general = data.get("general_corpus")
     if general:
         files["general"] = normalise_path(general)
+    # distillation files, relative to the source's directory (a synthetic source generates its
+    # own, so its options already say what they hold)
+    base = getattr(source, "path", None)
+    for key in ("distillation", "teacher_scores"):
+        name = data.get(key)
+        if name and (base is not None or os.path.isabs(os.path.expanduser(str(name)))):
+            path = Path(os.path.expanduser(str(name)))
+            files[key] = normalise_path(path if path.is_absolute() else Path(base) / path)
     return files
 
 

@@ -47,7 +47,7 @@ class MsMarco:
                  queries: list[str] | tuple[str, ...] = ("queries.train.tsv", "queries.dev.small.tsv"),
                  qrels: dict[str, str] | None = None, triples: str | None = None, triples_format: str = "auto",
                  max_triples: int | None = None, cache_dir: str | os.PathLike | None = None) -> None:
-        base = data_dir(path)
+        base = self.path = data_dir(path)  # the directory relative names (and distillation files) are in
         self.base = base
         self.collection = resolve(base, collection, "data.source.collection", "MS MARCO collection")
         if isinstance(queries, str):

@@ -18,7 +18,8 @@ that are paths, ``PATH_OPTIONS``: run ids and artifact keys hold the content of 
 their names (:mod:`splade_exp.data.identity`).
 
 :func:`load_collection` is what the pipeline calls: it applies the options every source shares
-(``data.drop_unknown_qrels``, ``data.drop_empty``, ``data.general_corpus``) and checks that the
+(``data.drop_unknown_qrels``, ``data.drop_empty``, ``data.general_corpus``, the teacher scores of
+``data.distillation`` / ``data.teacher_scores``: :mod:`splade_exp.data.distillation`) and checks that the
 evaluation split (and, when training, the training pairs) exist before any model is built.
 """
 from __future__ import annotations
@@ -145,6 +146,10 @@ def load_collection(data, cache_dir, stage: str = "train") -> Collection:
         if collection.general_path is not None and collection.general_path in collection.files:
             collection.files.remove(collection.general_path)
         set_general_corpus(collection, general)
+    if stage == "train" and (data.get("distillation") or data.get("teacher_scores")):
+        from splade_exp.data.distillation import add_teacher
+
+        add_teacher(collection, data)
     if data.get("exclude_eval_docs"):
         exclude_eval_docs(collection, data.eval_split)
     collection.options = {**opts, "exclude_eval_docs": data.eval_split if data.get("exclude_eval_docs") else None}

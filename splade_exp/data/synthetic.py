@@ -55,6 +55,15 @@ every document whose concept set contains all the query's concepts (always inclu
 whatever surface forms those documents use.  The three query sets are disjoint; dev/test targets
 may also be clicked by train queries.
 
+**Teacher.**  With ``n_teacher_negatives`` > 0, ``distillation.jsonl`` gives every train query a
+teacher's scores for its clicked document and for that many mined hard negatives (the
+distillation format of :mod:`splade_exp.data.distillation`), from the latent relevance the
+generator knows: ``t(q, d) = Σ_{c ∈ C(q)} ln(N / df(c)) · [c ∈ C(d)]``, the idf-weighted share of
+the query's concepts that a document expresses, under whatever surface forms.  The clicked
+document expresses them all; the hard negatives are the highest-scoring documents that miss at
+least one (documents expressing all of them are relevant, not negatives).  It is computed after
+everything else and draws nothing, so the other files do not depend on it.
+
 **General corpus.**  ``general.txt`` is a text corpus for masked-LM pretraining with a different
 distribution: paragraphs of two to five long sentences (12-30 words) over a much larger set of
 function words, a pool of general-only pseudo-words that never occur in titles, and in-domain
@@ -64,9 +73,9 @@ glossary sentences (``x also called y``) put synonyms side by side, so distribut
 synonymy exists outside the titles.
 
 Files written to ``out_dir`` (atomically: a temporary sibling directory is renamed into place):
-``corpus.jsonl``, ``queries.jsonl``, ``qrels/{train,dev,test}.tsv``, ``general.txt`` and
-``meta.json`` (the arguments plus statistics: distinct words and tokens of titles and of the
-general corpus, and ``test_no_overlap_fraction``, the share of test queries that share no surface
+``corpus.jsonl``, ``queries.jsonl``, ``qrels/{train,dev,test}.tsv``, ``general.txt``,
+``distillation.jsonl`` (with ``n_teacher_negatives`` > 0) and ``meta.json`` (the arguments plus
+statistics: distinct words and tokens of titles and of the general corpus, and ``test_no_overlap_fraction``, the share of test queries that share no surface
 word with any of their relevant titles).  Output is byte-for-byte deterministic for a seed: only
 ``random.Random(seed)`` is used, and nothing depends on hash or set iteration order.
 """
@@ -277,6 +286,7 @@ def generate(
     modifier_rate: float = 0.15,
     n_general_words: int = 2000,
     glossary_rate: float = 0.08,
+    n_teacher_negatives: int = 0,
 ) -> pathlib.Path:
     """Write a synthetic BEIR-layout collection to ``out_dir`` and return ``Path(out_dir)``.
 
@@ -295,7 +305,7 @@ def generate(
         offtopic_rate=offtopic_rate, compound_rate=compound_rate, n_names=n_names,
         name_doc_rate=name_doc_rate, name_query_rate=name_query_rate,
         modifier_rate=modifier_rate, n_general_words=n_general_words,
-        glossary_rate=glossary_rate,
+        glossary_rate=glossary_rate, n_teacher_negatives=n_teacher_negatives,
     )
     _validate(args)
     out = pathlib.Path(out_dir)
@@ -337,7 +347,8 @@ def _validate(args: dict) -> None:
     for name in ("n_docs", "n_concepts", "n_topics", "n_names", "n_general_words"):
         if args[name] < 1:
             raise ValueError(f"{name} must be >= 1")
-    for name in ("n_train_queries", "n_dev_queries", "n_test_queries", "n_general_paragraphs"):
+    for name in ("n_train_queries", "n_dev_queries", "n_test_queries", "n_general_paragraphs",
+                 "n_teacher_negatives"):
         if args[name] < 0:
             raise ValueError(f"{name} must be >= 0")
     for name in ("synonym_rate", "variant_rate", "synonym_concept_frac", "paraphrase_rate",
@@ -457,6 +468,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
     qrels: dict[str, list[tuple[str, str]]] = {"train": [], "dev": [], "test": []}
     test_no_overlap = 0
     qid = 0
+    latent: list[tuple[str, str, list[int], int]] = []  # (split, query id, its concepts, target doc)
     for split, n_q in (("train", args["n_train_queries"]), ("dev", args["n_dev_queries"]),
                        ("test", args["n_test_queries"])):
         for _ in range(n_q):
@@ -469,6 +481,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
             qname = f"q{qid}"
             qid += 1
             queries.append((qname, text))
+            latent.append((split, qname, q_concepts, d))
             if split == "train":
                 rel = [d]
             else:
@@ -481,6 +494,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
 
     # ---- general corpus -------------------------------------------------------------------------
     general = _general_corpus(concepts, topic_members, general_words, args, rng)
+    teacher = _teacher_jsonl(docs, latent, args["n_teacher_negatives"]) if args["n_teacher_negatives"] else None
 
     # ---- serialise --------------------------------------------------------------------------
     corpus_lines = "".join(
@@ -488,6 +502,8 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
     query_lines = "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries)
     files = {"corpus.jsonl": corpus_lines, "queries.jsonl": query_lines,
              "general.txt": "".join(p + "\n" for p in general)}
+    if teacher is not None:
+        files["distillation.jsonl"] = teacher
     for split, rows in qrels.items():
         files[f"qrels/{split}.tsv"] = "query-id\tcorpus-id\tscore\n" + "".join(
             f"{q}\t{d}\t1\n" for q, d in rows)
@@ -517,6 +533,46 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
         },
     }
     return files, meta
+
+
+def _teacher_jsonl(docs, latent, n_negatives: int) -> str:
+    """Distillation JSON lines of the train queries (see *Teacher* in the module doc).
+
+    ``docs``: per document its ``(concept, lemma, variant)`` slots; ``latent``: ``(split, query id,
+    query concepts, target document)`` per query. Ties between negatives are broken by a fixed
+    hash of (query, document) rather than by document number; a query with fewer than
+    ``n_negatives`` partial matches is padded with documents sharing no concept (score 0).
+    """
+    n_docs = len(docs)
+    concept_sets = [{c for c, _, _ in slots} for slots in docs]
+    postings: dict[int, list[int]] = {}
+    for d, cs in enumerate(concept_sets):
+        for c in sorted(cs):
+            postings.setdefault(c, []).append(d)
+    idf = {c: math.log(n_docs / len(p)) for c, p in postings.items()}
+    lines = []
+    for qi, (split, qname, q_concepts, target) in enumerate(latent):
+        if split != "train":
+            continue
+        weights = {c: idf[c] for c in q_concepts}
+        full = round(sum(weights.values()), 4)
+        scores: dict[int, float] = {}
+        for c, w in weights.items():
+            for d in postings[c]:
+                scores[d] = scores.get(d, 0.0) + w
+        partial = [d for d in scores if not set(weights) <= concept_sets[d]]
+        partial.sort(key=lambda d: (-round(scores[d], 4), (d * 2654435761 + qi * 40503) % 4294967296))
+        negs = [(d, round(scores[d], 4)) for d in partial[:n_negatives]]
+        start = (qi * 7919) % n_docs
+        for k in range(n_docs):
+            if len(negs) >= n_negatives:
+                break
+            d = (start + k) % n_docs
+            if d not in scores:
+                negs.append((d, 0.0))
+        lines.append(json.dumps({"qid": qname, "pos": [[f"d{target}", full]],
+                                 "neg": [[f"d{d}", s] for d, s in negs]}) + "\n")
+    return "".join(lines)
 
 
 def _title(slots, concepts, has_name, rng, func_title, generic_title) -> str:

@@ -1,4 +1,4 @@
-"""Training batches for SPLADE fine-tuning: (query, clicked document [, hard negatives]).
+"""Training batches for SPLADE fine-tuning: (query, clicked document [, hard negatives] [, teacher scores]).
 
 Every document carries an integer key (a stable 63-bit hash of its id) so the loss can recognise
 the same document appearing twice in a (global, all-gathered) batch and not use it as its own
@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from splade_exp.data.collection import Collection, DataError
+from splade_exp.data.distillation import teacher_row
 from splade_exp.data.tokenized import TokenizedTexts, pad_rows, tokenized
 from splade_exp.stages.seeding import rng
 
@@ -77,14 +78,18 @@ class PairDataset(Dataset):
             if not pool:  # no mined negatives for this query: random documents
                 pool = [self.doc_ids[j] for j in draw.integers(len(self.doc_ids), size=self.num_negatives)]
             negs = [pool[j] for j in draw.integers(len(pool), size=self.num_negatives)]
-        return self._query(qid), self._doc(did), doc_key(did), [self._doc(n) for n in negs], [doc_key(n) for n in negs]
+        item = self._query(qid), self._doc(did), doc_key(did), [self._doc(n) for n in negs], [doc_key(n) for n in negs]
+        if self.collection.teacher:  # distillation: the teacher's scores of [positive, negatives]
+            item += (teacher_row(self.collection, qid, [did, *negs]),)
+        return item
 
 
 class PairCollator:
     """Tokenises (or pads pre-tokenised) items into query and document tensors.
 
     Documents are laid out as [positives of all queries] + [negatives, query-major], so query i's
-    positive is row i.
+    positive is row i. Items that carry teacher scores (a collection with ``teacher`` scores) add
+    ``teacher_scores`` (Nq, 1 + n): query i's row scores its positive, then its negatives in order.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, query_max_length: int, doc_max_length: int) -> None:
@@ -104,12 +109,15 @@ class PairCollator:
         keys = [it[2] for it in items] + [k for it in items for k in it[4]]
         q = self._tok(queries, self.query_max_length)
         d = self._tok(docs, self.doc_max_length)
-        return {
+        batch = {
             "q_input_ids": q["input_ids"], "q_attention_mask": q["attention_mask"],
             "d_input_ids": d["input_ids"], "d_attention_mask": d["attention_mask"],
             "doc_keys": torch.tensor(keys, dtype=torch.long),
             "pos_index": torch.arange(len(items), dtype=torch.long),
         }
+        if len(items[0]) > 5:  # (Nq, 1 + n) teacher scores of each query's [positive, negatives]
+            batch["teacher_scores"] = torch.tensor([it[5] for it in items], dtype=torch.float32)
+        return batch
 
 
 def training_tokens(artifacts_dir, collection: Collection, tokenizer, query_max_length: int,

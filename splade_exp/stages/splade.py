@@ -1,6 +1,13 @@
-"""SPLADE fine-tuning: in-batch negatives cross-entropy + a sparsity regulariser.
+"""SPLADE fine-tuning: a ranking loss + sparsity regularisers, all configured objects.
 
-The regulariser and the in-batch negatives see the *global* batch: under data parallelism the
+The objective comes from the ``loss`` config group (``conf/loss/*.yaml``): ``loss.ranking`` (a
+ranking loss of :mod:`splade_exp.losses`: in-batch cross-entropy, MarginMSE, KL distillation, a
+weighted sum) and ``loss.regularizers`` (named regularisers of :mod:`splade_exp.regularizers`, each
+with its λ schedule), built by :func:`build_objective`. :class:`SpladeModule` encodes the batch,
+gathers it, hands every loss the same :class:`~splade_exp.losses.LossBatch` and sums what they
+return; it never looks at which losses they are, so a new loss needs no change here.
+
+The regularisers and the in-batch negatives see the *global* batch: under data parallelism the
 pooled vectors are all-gathered with gradients, so λ does not depend on the per-device batch size
 and a run on W devices computes what one process computes on the concatenated batch.
 
@@ -15,6 +22,11 @@ Why the gradients come out right (W ranks, rank r holds queries q_r and document
   on every rank, is counted W times by the gather's sum and divided by W by DDP's average: once.
   No extra loss scaling is needed. The *logged* loss is averaged over ranks (``sync_dist``) so it is
   the global-batch value too.
+- The same holds for any ranking loss that is a mean over this rank's queries, e.g. the
+  distillation losses, which score each local query against its own local candidates and teacher
+  scores only: ``(1/W) Σ_r mean_{i in r} ℓ_i = mean_i ℓ_i``. A regulariser must be computed on the
+  gathered vectors (``batch.q_all``, ``batch.d_all``, ``batch.positives_all()``), identically on
+  every rank.
 
 Requirements: every rank has the same number of queries and documents per step (the training
 loader drops the last partial batch; the distributed sampler pads the epoch), and documents are
@@ -24,41 +36,58 @@ recognised by ``doc_keys`` and never used as a negative for a query whose positi
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import lightning as L
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from splade_exp import regularizers as R
+from splade_exp.losses import InBatchCrossEntropy, LossBatch, as_terms
 from splade_exp.models.encoder import SpladeEncoder
 from splade_exp.stages.optim import adamw_linear
 
 
-def ranking_loss(q: torch.Tensor, d: torch.Tensor, pos_index: torch.Tensor, doc_keys: torch.Tensor) -> torch.Tensor:
-    """In-batch cross-entropy; copies of a query's positive elsewhere in the batch are masked out."""
-    scores = q @ d.T
-    pos_keys = doc_keys[pos_index]
-    dup = doc_keys.unsqueeze(0) == pos_keys.unsqueeze(1)
-    dup[torch.arange(len(pos_index), device=dup.device), pos_index] = False
-    return F.cross_entropy(scores.masked_fill(dup, float("-inf")), pos_index)
+def build_objective(loss) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """(ranking loss, {name: regulariser}) from the ``loss`` config group (``_target_`` nodes)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    def build(node, key: str):
+        try:
+            return instantiate(node, _convert_="all")
+        except InstantiationException as err:  # show the class's own message, naming the key
+            cause = err.__cause__
+            if isinstance(cause, (ValueError, TypeError)):
+                raise type(cause)(f"{key}: {cause}") from None
+            raise
+
+    regs = loss.get("regularizers") or {}  # a null entry is switched off (loss.regularizers.flops=null)
+    return build(loss.ranking, "loss.ranking"), {k: build(v, f"loss.regularizers.{k}") for k, v in regs.items()
+                                                 if v is not None}
+
+
+def _add_terms(out: dict, terms: dict, owner: str) -> None:
+    clash = sorted(set(terms) & (set(out) | {"loss"}))
+    if clash:
+        raise ValueError(f"{owner} logs {clash}, a name another term of the objective already uses; rename it")
+    out.update(terms)
 
 
 class SpladeModule(L.LightningModule):
-    """Args mirror the ``loss`` and ``trainer`` config groups.
-
-    regularizer: ``flops`` (λ_q·FLOPS(Q) + λ_d·FLOPS(D)) or ``joint_flops`` (λ·JFLOPS(Q, D)).
-    joint_docs: ``all`` (positives + negatives, default) or ``positives`` for JFLOPS's D.
-    lambda_warmup_steps: T of the quadratic λ ramp, counted in optimizer steps.
+    """Args:
+        encoder: the SPLADE encoder being fine-tuned.
+        ranking_loss: a ranking loss (:mod:`splade_exp.losses`); in-batch cross-entropy by default.
+        regularizers: named regularisers (:mod:`splade_exp.regularizers`), summed in this order.
+        topk_q, topk_d: training-time top-k masking of the pooled vectors (0 = none).
+        lr, weight_decay, warmup_steps, max_steps: AdamW with linear warm-up and decay.
     """
 
     def __init__(
         self,
         encoder: SpladeEncoder,
-        regularizer: str = "flops",
-        lambda_q: float = 3e-4,
-        lambda_d: float = 1e-4,
-        lambda_joint: float = 1e-4,
-        lambda_warmup_steps: int = 1000,
-        joint_docs: str = "all",
+        ranking_loss: nn.Module | None = None,
+        regularizers: Mapping[str, nn.Module] | None = None,
         topk_q: int = 0,
         topk_d: int = 0,
         lr: float = 2e-5,
@@ -67,13 +96,11 @@ class SpladeModule(L.LightningModule):
         max_steps: int = 1000,
     ) -> None:
         super().__init__()
-        if regularizer not in ("flops", "joint_flops"):
-            raise ValueError(f"loss.regularizer must be 'flops' or 'joint_flops', got {regularizer!r}")
-        if joint_docs not in ("all", "positives"):
-            raise ValueError(f"loss.joint_docs must be 'all' or 'positives', got {joint_docs!r}")
         self.encoder = encoder
+        self.ranking_loss = ranking_loss if ranking_loss is not None else InBatchCrossEntropy()
+        self.regularizers = nn.ModuleDict(dict(regularizers or {}))
         # not sent to the logger: run() logs the whole resolved config once
-        self.save_hyperparameters(ignore=["encoder"], logger=False)
+        self.save_hyperparameters(ignore=["encoder", "ranking_loss", "regularizers"], logger=False)
         self.diagnostics: dict = {}  # head diagnostics at initialisation (kept in checkpoints)
         self.resumed_from_step: int | None = None  # the checkpoint's global step when resumed
 
@@ -91,44 +118,34 @@ class SpladeModule(L.LightningModule):
             return x
         return self.all_gather(x, sync_grads=grads).flatten(0, 1)
 
-    def lambdas(self) -> tuple[float, float]:
-        hp, t = self.hparams, self.global_step
-        if hp.regularizer == "flops":
-            return (R.lambda_at(t, hp.lambda_q, hp.lambda_warmup_steps), R.lambda_at(t, hp.lambda_d, hp.lambda_warmup_steps))
-        lam = R.lambda_at(t, hp.lambda_joint, hp.lambda_warmup_steps)
-        return lam, lam
-
-    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+    def compute_loss(self, batch) -> tuple[dict[str, torch.Tensor | float], set[str]]:
+        """(``{"loss", "rank_loss", "reg", diagnostics, the losses' own terms}``, the names of the
+        per-rank terms among them: the loss and the ranking loss's terms, means over local queries)."""
         hp = self.hparams
         q = self.encoder(batch["q_input_ids"], batch["q_attention_mask"], topk=hp.topk_q)
         d = self.encoder(batch["d_input_ids"], batch["d_attention_mask"], topk=hp.topk_d)
-        n_pos = q.shape[0]
         q_all, d_all = self._gather(q), self._gather(d)
-        keys_all = self._gather(batch["doc_keys"], grads=False)
         rank, _ = self._world
         # positives of rank r sit at rows [r*Nd, r*Nd + n_pos) of the gathered documents
-        pos_index = batch["pos_index"] + rank * d.shape[0]
-        rank_loss = ranking_loss(q, d_all, pos_index, keys_all)
-        flops_q, flops_d = R.flops(q_all), R.flops(d_all)
-        lam_q, lam_d = self.lambdas()
-        out = {"rank_loss": rank_loss, "flops_q": flops_q, "flops_d": flops_d,
-               "l0_q": R.l0(q_all), "l0_d": R.l0(d_all), "lambda_q": torch.tensor(lam_q), "lambda_d": torch.tensor(lam_d),
-               # collapse diagnostics: 1 when every text of the batch gets the same vector
-               "cos_q": R.mean_pairwise_cosine(q_all), "cos_d": R.mean_pairwise_cosine(d_all)}
-        if hp.regularizer == "flops":
-            reg = lam_q * flops_q + lam_d * flops_d
-        else:
-            if hp.joint_docs == "positives":
-                d_pos = d.narrow(0, 0, n_pos)
-                d_reg = self._gather(d_pos)
-            else:
-                d_reg = d_all
-            jf = R.joint_flops(q_all, d_reg)
-            out["jflops"] = jf
-            reg = lam_q * jf
-        out["reg"] = reg
-        out["loss"] = rank_loss + reg
-        return out
+        lb = LossBatch(q=q, d=d, q_all=q_all, d_all=d_all, pos_index=batch["pos_index"] + rank * d.shape[0],
+                       doc_keys=self._gather(batch["doc_keys"], grads=False), step=self.global_step,
+                       teacher_scores=batch.get("teacher_scores"), gather=self._gather)
+        ranking = as_terms(self.ranking_loss(lb), self.ranking_loss)
+        out = {"rank_loss": ranking.pop("loss")}
+        with torch.no_grad():
+            out.update({"flops_q": R.flops(q_all), "flops_d": R.flops(d_all), "l0_q": R.l0(q_all), "l0_d": R.l0(d_all),
+                        # collapse diagnostics: 1 when every text of the batch gets the same vector
+                        "cos_q": R.mean_pairwise_cosine(q_all), "cos_d": R.mean_pairwise_cosine(d_all)})
+        out["reg"] = reg = None
+        _add_terms(out, ranking, "loss.ranking")
+        for name, regularizer in self.regularizers.items():
+            terms = as_terms(regularizer(lb), regularizer)
+            value = terms.pop("loss")
+            reg = value if reg is None else reg + value
+            _add_terms(out, terms, f"loss.regularizers.{name}")
+        out["reg"] = torch.zeros((), device=q.device) if reg is None else reg
+        out["loss"] = out["rank_loss"] if reg is None else out["rank_loss"] + reg
+        return out, {"loss", "rank_loss", *ranking}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["head_diagnostics"] = dict(self.diagnostics)
@@ -142,17 +159,13 @@ class SpladeModule(L.LightningModule):
         self.encoder.train()  # from_pretrained leaves models in eval mode (dropout off)
 
     def training_step(self, batch, batch_idx):
-        out = self.compute_loss(batch)
+        out, synced = self.compute_loss(batch)
         n = batch["q_input_ids"].shape[0]
-        # loss and rank_loss are per-rank means over local queries: average them over ranks to
-        # log the global-batch value; the other terms are already computed on the global batch.
-        for key in ("loss", "rank_loss", "flops_q", "flops_d", "l0_q", "l0_d", "cos_q", "cos_d"):
-            self.log(f"train/{key}", out[key], prog_bar=key in ("loss", "l0_q", "l0_d"), batch_size=n,
-                     sync_dist=key in ("loss", "rank_loss"))
-        if "jflops" in out:
-            self.log("train/jflops", out["jflops"], batch_size=n)
-        self.log("train/lambda_q", out["lambda_q"], batch_size=n)
-        self.log("train/lambda_d", out["lambda_d"], batch_size=n)
+        # loss and the ranking terms are per-rank means over local queries: average them over ranks
+        # to log the global-batch value; the other terms are already computed on the global batch.
+        for key, value in out.items():
+            self.log(f"train/{key}", value, prog_bar=key in ("loss", "l0_q", "l0_d"), batch_size=n,
+                     sync_dist=key in synced)
         return out["loss"]
 
     def configure_optimizers(self):

@@ -18,9 +18,17 @@ from torch.utils.data import Dataset
 VOCAB, PAD = 48, 0
 STEPS, GLOBAL_BATCH = 3, 8
 HP = {  # large lambdas and learning rate so both terms move the parameters visibly in 3 steps
-    "flops": {"regularizer": "flops", "lambda_q": 0.05, "lambda_d": 0.03},
-    "joint_flops": {"regularizer": "joint_flops", "lambda_joint": 0.05},
+    "flops": {"lambda_q": 0.05, "lambda_d": 0.03},
+    "joint_flops": {"lambda_joint": 0.05},
 }
+
+
+def regularizers(name: str, warmup_steps: int) -> dict:
+    """``{name: regulariser}`` of ``HP[name]`` with a quadratic λ ramp of ``warmup_steps``."""
+    from splade_exp.regularizers import FlopsPerSide, JointFlops, QuadraticRamp
+
+    cls = {"flops": FlopsPerSide, "joint_flops": JointFlops}[name]
+    return {name: cls(**HP[name], schedule=QuadraticRamp(warmup_steps))}
 
 
 def tiny_encoder(seed: int = 0):
@@ -102,8 +110,8 @@ def train(regularizer: str, init_state: dict, world_size: int, root: Path):
 
     encoder = tiny_encoder()
     encoder.load_state_dict(init_state)
-    module = SpladeModule(encoder, lr=1e-2, weight_decay=0.01, warmup_steps=0, max_steps=STEPS,
-                          lambda_warmup_steps=2, **HP[regularizer])
+    module = SpladeModule(encoder, regularizers=regularizers(regularizer, warmup_steps=2), lr=1e-2, weight_decay=0.01,
+                          warmup_steps=0, max_steps=STEPS)
     tcfg = OmegaConf.create({
         "accelerator": "cpu", "devices": world_size, "num_nodes": 1,
         "strategy": "ddp" if world_size > 1 else "auto", "precision": "32-true",

@@ -37,7 +37,8 @@ def _fit(init: dict, root, stop_at: int, resume: bool = False):
     """A 6-step schedule of the tiny model, stopped after ``stop_at`` steps (checkpoint every 2)."""
     encoder = W.tiny_encoder()
     encoder.load_state_dict(init)
-    module = SpladeModule(encoder, lr=1e-2, warmup_steps=0, max_steps=6, lambda_warmup_steps=4, **W.HP["flops"])
+    module = SpladeModule(encoder, regularizers=W.regularizers("flops", warmup_steps=4), lr=1e-2, warmup_steps=0,
+                          max_steps=6)
     tcfg = OmegaConf.create({"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
                              "precision": "32-true", "accumulate_grad_batches": 1, "gradient_clip_val": 1.0,
                              "log_every_n_steps": 1, "enable_progress_bar": False})

@@ -130,7 +130,8 @@ def test_sweep_logs_one_offline_run_per_job_and_no_secret(tmp_path, tmp_path_fac
         config = {u.key: json.loads(u.value_json) for u in config.update}
         max_steps = int(frame["cfg.trainer.max_steps"].iloc[0])
         assert config["run_id"] == rid and config["trainer"]["max_steps"] == max_steps
-        assert config["loss"]["regularizer"] == "flops" and "lr" not in config  # no module-hparams copy
+        assert config["loss"]["name"] == "flops" and "lr" not in config  # no module-hparams copy
+        assert config["loss"]["regularizers"]["flops"]["_target_"] == "splade_exp.regularizers.FlopsPerSide"
         assert kinds[-1] == "exit"  # wandb.finish() ran
 
         history, summary = _items(records, "history"), _items(records, "summary")
