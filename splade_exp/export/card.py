@@ -100,7 +100,7 @@ def _usage_lines(meta: dict, repo: str) -> list[str]:
     lines += [f"sentence-transformers truncates every text to {d} tokens; the evaluation truncated queries "
               f"to {q}. The same vectors as the evaluation, with the term of every dimension:", "",
               "```python", "import splade_exp", "",
-              f'encoder = splade_exp.load_encoder("{repo if repo.startswith(("/", ".")) else "path/to/" + repo.split("/")[-1]}")',
+              f'encoder = splade_exp.load_encoder("{repo}")',
               'docs, terms = encoder.encode(["a document"])        # scipy CSR matrix, term strings',
               'queries, _ = encoder.encode_queries(["a query"])', "```"]
     return lines

@@ -17,6 +17,7 @@ import torch
 
 from splade_exp.export.model_dir import ModelDir
 from splade_exp.models.encoder import SpladeEncoder
+from splade_exp.models.pooling import DEFAULT_CHUNK_SIZE
 
 
 @dataclass
@@ -30,20 +31,24 @@ class LoadedEncoder:
     doc_max_length: int
     device: str = "cpu"
     model_dir: ModelDir | None = None
+    batch_size: int = 128
 
     def encode(self, texts: list[str], max_length: int | None = None,
-               batch_size: int = 32) -> tuple[sp.csr_matrix, list[str]]:
+               batch_size: int | None = None) -> tuple[sp.csr_matrix, list[str]]:
         """(CSR matrix of term weights, one row per text; the term string of every column).
 
         Texts are truncated to ``max_length`` tokens (default: the run's document length); use
-        :meth:`encode_queries` for queries.
+        :meth:`encode_queries` for queries. Batches are formed as the evaluation forms them (texts
+        sorted by length), of the run's ``trainer.eval_batch_size`` by default: the same batches,
+        hence the same padding, give the evaluation's vectors bit for bit.
         """
         from splade_exp.stages.evaluate import encode
 
         length = self.doc_max_length if max_length is None else int(max_length)
-        return encode(self.encoder, self.tokenizer, list(texts), length, batch_size, self.device), self.terms
+        size = self.batch_size if batch_size is None else int(batch_size)
+        return encode(self.encoder, self.tokenizer, list(texts), length, size, self.device), self.terms
 
-    def encode_queries(self, texts: list[str], batch_size: int = 32) -> tuple[sp.csr_matrix, list[str]]:
+    def encode_queries(self, texts: list[str], batch_size: int | None = None) -> tuple[sp.csr_matrix, list[str]]:
         """:meth:`encode` with the run's query length (``data.query_max_length``)."""
         return self.encode(texts, self.query_max_length, batch_size)
 
@@ -54,19 +59,29 @@ class LoadedEncoder:
         return [(self.terms[i], float(w)) for i, w in order[:top_k]]
 
 
-def load_encoder(path, device: str | torch.device = "cpu", pooling_impl: str = "chunked") -> LoadedEncoder:
-    """Load a model directory (``runs/<run_id>/model/`` or an export of it) for encoding.
+def load_encoder(path, device: str | torch.device = "cpu", pooling_impl: str | None = None,
+                 chunk_size: int | None = None) -> LoadedEncoder:
+    """Load a model directory (``runs/<run_id>/model/``, an export of it, or the Hub repository it
+    was uploaded to: ``user/name``) for encoding.
 
     A masked-LM directory that splade-exp did not write (no ``splade_exp.json``) loads too, as a
-    WordPiece SPLADE model with max pooling and 256-token texts.
+    WordPiece SPLADE model with max pooling and 256-token texts. ``pooling_impl`` and
+    ``chunk_size`` default to the run's ``head`` settings (the vocabulary chunking changes the
+    order of float operations, hence the last bits of the weights).
     """
-    from splade_exp.models.backbone import load_masked_lm
+    from splade_exp.models.backbone import load_masked_lm, looks_local
 
+    if not looks_local(str(path)):  # a Hub repository: its files, from the cache or downloaded once
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(str(path))
     path = Path(path).expanduser()
     model_dir = ModelDir.of(path)
     mlm, tokenizer = load_masked_lm(str(path))
     pooling = model_dir.pooling if model_dir else "max"
-    encoder = SpladeEncoder.from_masked_lm(mlm, pooling=pooling, pooling_impl=pooling_impl)
+    head = ((model_dir.meta.get("config") or {}).get("head") or {}) if model_dir else {}
+    encoder = SpladeEncoder.from_masked_lm(mlm, pooling=pooling, pooling_impl=pooling_impl or head.get(
+        "pooling_impl", "chunked"), chunk_size=int(chunk_size or head.get("chunk_size", DEFAULT_CHUNK_SIZE)))
     if model_dir is not None:
         encoder, _ = model_dir.attach_head(encoder)
         terms = model_dir.terms(tokenizer)
@@ -75,5 +90,6 @@ def load_encoder(path, device: str | torch.device = "cpu", pooling_impl: str = "
         terms = tokenizer.convert_ids_to_tokens(list(range(encoder.vocab_size)))
         lengths = {"query": 256, "document": 256}
     encoder.to(device).eval()
+    batch = ((model_dir.meta.get("config") or {}).get("trainer") or {}).get("eval_batch_size") if model_dir else None
     return LoadedEncoder(encoder, tokenizer, terms, int(lengths["query"]), int(lengths["document"]), str(device),
-                         model_dir)
+                         model_dir, int(batch or 128))

@@ -74,16 +74,16 @@ def run_results(model_dir: ModelDir, results_dir: Path) -> tuple[pd.DataFrame, p
     rows = read_results(found)
     if "status" in rows and (rows["status"] != "completed").any():
         raise ExportError(f"{found}: run {meta['run_id']} is {rows['status'].iloc[0]}, not completed")
+    # BM25 of the same collection in the run's sweep folder; none shown when that is ambiguous
     data = (meta.get("data") or {}).get("name")
-    bm25 = None
+    matching = []
     for f in sorted(found.parent.glob("bm25-*.parquet")):
         if f.name.endswith((".perquery.parquet", ".curves.parquet")):
             continue
         frame = read_results(f)
-        if data is None or "data" not in frame or (frame["data"] == data).all():
-            bm25 = frame
-            break
-    return rows, bm25
+        if "data" not in frame or (frame["data"] == data).all():
+            matching.append(frame)
+    return rows, (matching[0] if len(matching) == 1 else None)
 
 
 def export_run(source: str, out, root: str | None = None, push_to_hub: str | None = None,

@@ -209,3 +209,17 @@ def test_keeps_head_and_pooling_rules(backbones, tmp_path):
     assert ModelDir.of(backbones["bert"]) is None  # a plain masked-LM directory
     with pytest.raises(ModelDirError, match="no splade_exp.json"):
         ModelDir.read(backbones["bert"])
+
+
+def test_load_encoder_takes_a_hub_repository(backbones, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    enc, tok = trained_encoder(backbones["bert"])
+    # the run's head settings (chunk_size 7, as trained_encoder's) are load_encoder's defaults
+    meta = {**metadata(), "config": {"head": {"pooling_impl": "chunked", "chunk_size": 7}}}
+    out = write_model_dir(tmp_path / "model", enc, tok, meta)
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo: asked.append(repo) or str(out))
+    loaded = load_encoder("me/splade-model")
+    assert asked == ["me/splade-model"] and loaded.model_dir.path == out and loaded.encoder.chunk_size == 7
+    np.testing.assert_array_equal(loaded.encode(PROBE, batch_size=8)[0].toarray(), own_vectors(enc, tok))
