@@ -39,15 +39,17 @@ def _dump(path: Path, obj) -> None:
 
 
 def _versions() -> dict:
+    """The versions sentence-transformers records; its own from the installed metadata (importing
+    it would cost seconds at the end of every run), absent when it is not installed."""
+    import importlib.metadata as md
+
     import torch
     import transformers
 
     versions = {"transformers": transformers.__version__, "pytorch": torch.__version__}
     try:
-        import sentence_transformers
-
-        versions["sentence_transformers"] = sentence_transformers.__version__
-    except ImportError:
+        versions["sentence_transformers"] = md.version("sentence-transformers")
+    except md.PackageNotFoundError:
         pass
     return versions
 
