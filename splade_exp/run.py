@@ -104,6 +104,7 @@ def load_backbone(cfg: DictConfig, collection):
 
 
 def build_encoder(cfg: DictConfig, collection):
+    from splade_exp.export.model_dir import ModelDir
     from splade_exp.models.encoder import SpladeEncoder
     from splade_exp.models.head_scale import inflate_head, scale_head
     from splade_exp.vocab.heads import prepare_head
@@ -113,8 +114,17 @@ def build_encoder(cfg: DictConfig, collection):
     encoder = SpladeEncoder.from_masked_lm(mlm, pooling=h.pooling, pooling_impl=h.pooling_impl, chunk_size=h.chunk_size)
     if cfg.backbone.get("inflate_head_norm"):
         inflate_head(encoder, cfg.backbone.inflate_head_norm)
-    encoder, info = prepare_head(cfg, encoder, tokenizer, collection, cfg.paths.artifacts_dir)
-    if cfg.stage == "train":
+    model_dir = ModelDir.of(cfg.backbone.get("name_or_path"))  # the model directory of an earlier run, or None
+    if model_dir is not None:
+        model_dir.check_pooling(h.pooling)
+    if model_dir is not None and model_dir.keeps_head(cfg.init.kind, cfg.pretrain.enabled):
+        encoder, info = model_dir.attach_head(encoder)
+    else:
+        encoder, info = prepare_head(cfg, encoder, tokenizer, collection, cfg.paths.artifacts_dir)
+    # head.k divides a head once: not again when it comes, as trained, from a run that did
+    carried_scaled = model_dir is not None and model_dir.head_scaled and cfg.init.kind == "pretrained"
+    info["head.k_applied"] = cfg.stage == "train" and not carried_scaled
+    if info["head.k_applied"]:
         info.update(scale_head(encoder, h.k, h.scale_bias))
     return encoder, tokenizer, info
 
@@ -329,6 +339,13 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
         if detector.diverged_step is not None:
             status, diverged_step = "diverged", detector.diverged_step
             info["diverged_reason"] = detector.reason
+        else:  # the model leaves the framework: runs/<run_id>/model/ (rank 0 writes it)
+            from splade_exp.export.model_dir import run_metadata, write_model_dir
+            from splade_exp.stages.evaluate import distributed_world
+
+            if distributed_world()[0] == 0:
+                write_model_dir(run_dir / "model", encoder, tokenizer, run_metadata(cfg, rid, step, info, out),
+                                info.get("vocab.path"))
     elif cfg.stage != "evaluate":
         raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
 

@@ -30,6 +30,7 @@ from .frontier import (
     model_label,
     pareto_frontier,
     pretrain_config_cols,
+    sd_col,
     varying_columns,
 )
 
@@ -140,10 +141,24 @@ def plot_frontier(
 ) -> Path | None:
     """Effectiveness vs cost: one curve per model over the pruning grid, BM25, Pareto frontier.
 
-    Each point is annotated ``(qk,dk)``. BM25 (when present) is a vertical budget line at its
-    cost plus a star at ``(cost, metric)``. The Pareto frontier of the model points is a dashed
-    step line. The x axis is logarithmic when the costs span more than one decade.
+    Each point is annotated ``(qk,dk)``. A model with several runs (seeds) is plotted at their
+    mean with error bars of one standard deviation of the runs' values (the metric vertically,
+    the cost horizontally). BM25 (when present) is a vertical budget line at its cost plus a star
+    at ``(cost, metric)``. The Pareto frontier of the model points is a dashed step line. The x
+    axis is logarithmic when the costs span more than one decade.
     """
+    fig = frontier_figure(df, metric, cost, model_cols, title)
+    return _save(fig, path) if fig is not None else None
+
+
+def frontier_figure(
+    df: pd.DataFrame,
+    metric: str,
+    cost: str = "flops",
+    model_cols: Sequence[str] = DEFAULT_MODEL_COLS,
+    title: str | None = None,
+) -> Figure | None:
+    """The figure :func:`plot_frontier` writes, or None (logged) when the data is missing."""
     name = f"plot_frontier({metric})"
     if metric not in df.columns or cost not in df.columns:
         return _skip(name, f"column {metric!r} or {cost!r} missing")
@@ -166,8 +181,12 @@ def plot_frontier(
             color=colors[i],
             linewidth=1.5,
             markersize=6,
-            label=label + (f"  (mean of {n} runs)" if n > 1 else ""),
+            label=label + (f"  (mean ± sd of {n} runs)" if n > 1 else ""),
         )
+        if n > 1:
+            ax.errorbar(pts[cost], pts[metric], yerr=pts[sd_col(metric)].fillna(0),
+                        xerr=pts[sd_col(cost)].fillna(0), fmt="none", ecolor=colors[i], elinewidth=1,
+                        capsize=3, alpha=0.8)
         for j, (_, p) in enumerate(pts.iterrows()):
             _annotate(ax, p[cost], p[metric], p["qk"], p["dk"], color=colors[i], below=j % 2 == 1)
 
@@ -211,8 +230,9 @@ def plot_frontier(
     ax.set_title(title or f"{metric_name(metric)} vs {cost.upper()} across the static-pruning grid")
     ax.grid(True, which="major", alpha=0.3)
     _legend_outside(ax, title="Model")
-    _note(ax, PRUNING_NOTE + " Points average seeds; further left = cheaper, higher = more effective.")
-    return _save(fig, path)
+    _note(ax, PRUNING_NOTE + " Points average seeds (bars: ± 1 sd over runs); further left = cheaper, "
+              "higher = more effective.")
+    return fig
 
 
 # --------------------------------------------------------------------------- EMLM curves

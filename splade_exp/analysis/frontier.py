@@ -165,6 +165,11 @@ def _warn_merged(runs: pd.DataFrame, labels: pd.Series, cols: Sequence[str]) -> 
 
 
 # --------------------------------------------------------------------------- curves
+def sd_col(metric: str) -> str:
+    """Name of the across-runs (seeds) standard deviation column of ``metric``: ``"mrr@10 sd"``."""
+    return f"{metric} sd"
+
+
 def model_curves(
     df: pd.DataFrame,
     metric: str,
@@ -174,10 +179,11 @@ def model_curves(
     """Per model, the mean ``metric`` and ``cost`` at each pruning point, sorted by cost.
 
     Only completed non-BM25 runs count; seeds of one model are averaged (``n_runs`` says how many
-    runs a point averages). Returns columns ``model, qk, dk, <cost>, <metric>, n_runs`` sorted by
-    model, then cost (ascending), then ``qk``/``dk``.
+    runs a point averages) and their spread is the standard deviation of the runs' values
+    (``ddof=1``; NaN for one run). Returns columns ``model, qk, dk, <cost>, <metric>, n_runs,
+    "<cost> sd", "<metric> sd"`` sorted by model, then cost (ascending), then ``qk``/``dk``.
     """
-    out_cols = ["model", "qk", "dk", cost, metric, "n_runs"]
+    out_cols = ["model", "qk", "dk", cost, metric, "n_runs", sd_col(cost), sd_col(metric)]
     if metric not in df.columns or cost not in df.columns:
         return pd.DataFrame(columns=out_cols)
     runs = completed_runs(df)
@@ -200,7 +206,8 @@ def model_curves(
     frame["dk"] = pd.array(frame["dk"], dtype="Int64").fillna(0)
     agg = (
         frame.groupby(["model", "qk", "dk"], sort=True)
-        .agg(**{cost: (cost, "mean"), metric: (metric, "mean"), "n_runs": ("run_id", "nunique")})
+        .agg(**{cost: (cost, "mean"), metric: (metric, "mean"), "n_runs": ("run_id", "nunique"),
+                sd_col(cost): (cost, "std"), sd_col(metric): (metric, "std")})
         .reset_index()
     )
     if cost == metric:

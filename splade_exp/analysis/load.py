@@ -1,7 +1,8 @@
 """Load sweep result files into tidy, typed DataFrames.
 
 A results directory holds (recursively) one Parquet file per run, ``<run_id>.parquet``, with one
-row per ``(run, qk, dk)`` pruning point, and EMLM training curves in ``*.curves.parquet`` files.
+row per ``(run, qk, dk)`` pruning point, EMLM training curves in ``*.curves.parquet`` files and
+per-query metrics in ``*.perquery.parquet`` files (one row per pruning point and judged query).
 Files whose name starts with ``.`` or ends with ``.tmp`` (or that sit in a hidden directory) are
 being written and are ignored.
 """
@@ -19,6 +20,7 @@ from splade_exp.results import read_results
 log = logging.getLogger(__name__)
 
 CURVES_SUFFIX = ".curves.parquet"
+PERQUERY_SUFFIX = ".perquery.parquet"
 
 IDENTITY_COLS = ("run_id", "sweep", "system", "model", "status")
 CHOICE_COLS = ("backbone", "vocab", "init", "pretrain", "loss", "head", "data")
@@ -81,14 +83,20 @@ def _check_dir(path: str | Path) -> Path:
 
 
 def result_files(path: str | Path) -> list[Path]:
-    """Complete per-run result files under ``path`` (curves files excluded), sorted."""
+    """Complete per-run result files under ``path`` (curves and per-query files excluded), sorted."""
     root = _check_dir(path)
     files = [
         p
         for p in root.rglob("*.parquet")
-        if p.is_file() and not p.name.endswith(CURVES_SUFFIX) and not _is_incomplete(p, root)
+        if p.is_file() and not p.name.endswith((CURVES_SUFFIX, PERQUERY_SUFFIX)) and not _is_incomplete(p, root)
     ]
     return sorted(files)
+
+
+def perquery_files(path: str | Path) -> list[Path]:
+    """Complete ``*.perquery.parquet`` files under ``path``, sorted."""
+    root = _check_dir(path)
+    return sorted(p for p in root.rglob("*" + PERQUERY_SUFFIX) if p.is_file() and not _is_incomplete(p, root))
 
 
 def curve_files(path: str | Path) -> list[Path]:
@@ -245,6 +253,35 @@ def load_curves(path: str | Path) -> pd.DataFrame:
     hashable = [c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).sum() == 0]
     df = df.drop_duplicates(subset=hashable)
     return df.sort_values(["artifact_id", "split", "step"], kind="mergesort").reset_index(drop=True)
+
+
+PERQUERY_KEYS = ("run_id", "system", "model", "seed", "qk", "dk", "query_id")
+PERQUERY_METRICS = ("mrr@10", "recall@10", "recall@100", "ndcg@10")
+
+
+def load_perquery(path: str | Path) -> pd.DataFrame:
+    """Per-query metrics (``*.perquery.parquet``) under ``path``: one row per (run, qk, dk, query).
+
+    ``run_id``, ``system``, ``model`` and ``query_id`` are ``str``, ``seed``/``qk``/``dk``
+    ``Int64``, metrics float. An empty frame with those columns when there is no such file
+    (results written before per-query metrics were stored). Raises ``FileNotFoundError`` when
+    ``path`` does not exist.
+    """
+    root = _check_dir(path)
+    frames = _read_many(perquery_files(root))
+    df = _concat(frames) if frames else pd.DataFrame(columns=[*PERQUERY_KEYS, *PERQUERY_METRICS])
+    for col in ("run_id", "system", "model", "query_id"):
+        df[col] = _as_str(df[col]) if col in df else ""
+    for col in ("seed", "qk", "dk"):
+        df[col] = _as_int(df[col]) if col in df else pd.array([pd.NA] * len(df), dtype="Int64")
+    for col in PERQUERY_METRICS:
+        if col in df:
+            df[col] = _as_float(df[col])
+    dup = df.duplicated(subset=["run_id", "qk", "dk", "query_id"], keep="last")
+    if dup.any():
+        log.warning("%d per-query rows repeat a (run_id, qk, dk, query_id); keeping the last file's", int(dup.sum()))
+        df = df[~dup]
+    return df.sort_values(["run_id", "qk", "dk", "query_id"], kind="mergesort").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- Weights & Biases

@@ -1,6 +1,7 @@
 """Write every figure the results support, a Markdown report and a LaTeX results table.
 
-    python -m splade_exp.analysis.report RESULTS_DIR [--out OUT_DIR]
+    python -m splade_exp.analysis.report RESULTS_DIR [--out OUT_DIR] [--test t|wilcoxon]
+    python -m splade_exp.analysis.report A B [--out OUT_DIR]      (compare two results directories)
 
 ``OUT_DIR`` defaults to ``RESULTS_DIR/report``. Figures and tables are grouped by collection
 (``data``) and sweep when the results hold several.
@@ -33,7 +34,8 @@ from .frontier import (
     model_label,
     pretrain_config_cols,
 )
-from .load import load_curves, load_results
+from .load import PERQUERY_METRICS, load_curves, load_perquery, load_results
+from .significance import ALPHA, TESTS, describe, model_scores, table_markers
 from .tables import emlm_stats_table, results_table, to_latex, to_markdown
 
 log = logging.getLogger(__name__)
@@ -134,21 +136,45 @@ def _problem_lines(bad: pd.DataFrame) -> list[str]:
     return lines
 
 
+def significance(table: pd.DataFrame, rows: pd.DataFrame, perquery: pd.DataFrame,
+                 model_cols: Sequence[str], test: str = "t", alpha: float = ALPHA):
+    """(table with a ``key`` column, markers, comparisons) for a results table of ``rows``, or
+    (table, None, None) when fewer than two of its models have per-query metrics."""
+    runs = completed_runs(rows)
+    if perquery.empty or runs.empty:
+        return table, None, None
+    labels = dict(zip(runs["run_id"], model_label(runs, model_cols)))
+    scores = model_scores(perquery, labels, PERQUERY_METRICS)
+    keys, markers, tests = table_markers(table, scores, [m for m in table.columns if m in PERQUERY_METRICS],
+                                         test, alpha)
+    if not keys:
+        return table, None, None
+    table = table.copy()
+    table.insert(0, "key", table["model"].map(keys).fillna(""))
+    return table, markers, tests
+
+
 def write_report(
     results_dir: str | Path,
     out_dir: str | Path | None = None,
     metrics: Sequence[str] = FRONTIER_METRICS,
     model_cols: Sequence[str] | None = None,
+    test: str = "t",
+    alpha: float = ALPHA,
 ) -> Path:
     """Write figures, ``report.md`` and ``results_table.tex`` into ``out_dir``; return report.md.
 
     ``out_dir`` defaults to ``results_dir/report``; ``model_cols`` (the columns that tell models
-    apart) defaults to ``report_model_cols(results)``. Raises like ``load_results`` when the
+    apart) defaults to ``report_model_cols(results)``. Where the results hold per-query metrics
+    (``*.perquery.parquet``) the tables mark significant differences between models (``test``:
+    ``t`` or ``wilcoxon``; Holm over each table, level ``alpha``; :mod:`.significance`) and
+    ``significance*.csv`` lists every comparison. Raises like ``load_results`` when the
     directory is missing or holds no result file.
     """
     results_dir = Path(results_dir)
     df = load_results(results_dir)
     curves = load_curves(results_dir)
+    perquery = load_perquery(results_dir)
     if model_cols is None:
         model_cols = report_model_cols(df)
     out = Path(out_dir) if out_dir is not None else results_dir / "report"
@@ -166,8 +192,9 @@ def write_report(
         if n_runs else "Runs: 0",
         "",
         "Pruning points are written `(qk,dk)`: query / document terms kept by static top-k "
-        "pruning, 0 = not pruned. Metrics average the completed runs (seeds) of a model; "
-        "`Δ… %` is the relative change vs the model's unpruned point.",
+        "pruning, 0 = not pruned. Metrics average the completed runs (seeds) of a model, shown as "
+        "mean ± standard deviation over the runs where a model has several (error bars in the "
+        "figures); `Δ… %` is the relative change vs the model's unpruned point.",
         "",
         "## BM25 baseline",
         "",
@@ -197,12 +224,16 @@ def write_report(
                                   title=f"{metric_name(metrics[0])} vs MLM-head scale k — {title}")
             if png:
                 section += [_md_image(png, out, f"{metrics[0]} vs head scale, {title}"), ""]
-        table = results_table(sub, model_cols=model_cols, relative=("mrr@10", "flops"))
+        table = results_table(sub, model_cols=model_cols, relative=("mrr@10", "flops"), spread=True)
         if not table.empty:
-            section += ["### Results table", "", to_markdown(table)]
+            table, markers, tests = significance(table, sub, perquery, model_cols, test, alpha)
+            section += ["### Results table", "", to_markdown(table, markers)]
+            if tests is not None:
+                section += [describe(tests, test, alpha), ""]
+                write_text(out / f"significance{sfx}.csv", tests.to_csv(index=False))
             for i, (col, value) in enumerate(tags.items()):
                 table.insert(i, col, value)
-            tex_parts.append(table)
+            tex_parts.append((table, markers))
         else:
             section += ["No completed run in this group.", ""]
         md += section
@@ -222,11 +253,18 @@ def write_report(
     md += (_problem_lines(bad) if not bad.empty else ["None."]) + [""]
 
     if tex_parts:
-        tex_table = pd.concat(tex_parts, ignore_index=True)
-        write_text(out / "results_table.tex",
-                   to_latex(tex_table, caption="Effectiveness and cost per model and pruning point "
-                            "(qk, dk); relative change vs the unpruned model.",
-                            label="tab:results"))
+        tex_table = pd.concat([t for t, _ in tex_parts], ignore_index=True)
+        marks = [m if m is not None else pd.DataFrame(index=t.index) for t, m in tex_parts]
+        tex_markers = pd.concat(marks, ignore_index=True).fillna("") if any(
+            m is not None for _, m in tex_parts) else None
+        caption = ("Effectiveness and cost per model and pruning point (qk, dk): mean ± sd over runs; "
+                   "relative change vs the unpruned model.")
+        if tex_markers is not None:
+            caption += (f" Superscripts: significantly better than the models with those keys at the same point "
+                        f"({'paired t-test' if test == 't' else 'Wilcoxon signed-rank test'}, Holm-corrected "
+                        f"within each sweep and collection, alpha = {alpha:g}).")
+        write_text(out / "results_table.tex", to_latex(tex_table, caption=caption, label="tab:results",
+                                                      markers=tex_markers))
         md += ["LaTeX version of the results tables: [results_table.tex](results_table.tex)", ""]
 
     return write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
@@ -235,17 +273,29 @@ def write_report(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m splade_exp.analysis.report",
-        description="Turn a sweep results directory into figures, report.md and results_table.tex.",
+        description="Turn a sweep results directory into figures, report.md and results_table.tex; "
+                    "with a second directory, compare the two (paired differences at every pruning point).",
     )
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="folder with <run_id>.parquet files")
+    parser.add_argument("other_dir", metavar="OTHER_DIR", nargs="?", default=None,
+                        help="a second results folder: compare RESULTS_DIR (A) with it (B)")
     parser.add_argument("--out", metavar="OUT_DIR", default=None,
-                        help="output folder (default: RESULTS_DIR/report)")
+                        help="output folder (default: RESULTS_DIR/report; a comparison is printed, and also "
+                             "written there when given)")
+    parser.add_argument("--test", choices=TESTS, default="t",
+                        help="paired two-sided test on per-query metrics: t (default) or wilcoxon")
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="significance level after Holm (0.05)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log why figures are skipped")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        path = write_report(args.results_dir, args.out)
+        if args.other_dir is not None:
+            from .compare import write_comparison
+
+            print(write_comparison(args.results_dir, args.other_dir, args.out, args.test, args.alpha))
+            return 0
+        path = write_report(args.results_dir, args.out, test=args.test, alpha=args.alpha)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

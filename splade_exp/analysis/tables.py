@@ -5,7 +5,7 @@ The formatters are self-contained (no ``tabulate`` / ``jinja2`` needed).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from .frontier import (
     model_label,
     natural_key,
     pretrain_config_cols,
+    sd_col,
 )
 
 DEFAULT_TABLE_METRICS = ("mrr@10", "recall@10", "flops", "l0_q", "l0_d")
@@ -42,18 +43,23 @@ def results_table(
     metrics: Sequence[str] = DEFAULT_TABLE_METRICS,
     model_cols: Sequence[str] = DEFAULT_MODEL_COLS,
     relative: Sequence[str] = ("mrr@10",),
+    spread: bool = False,
 ) -> pd.DataFrame:
     """One row per model x pruning point: mean metrics over the model's completed runs.
 
     Columns: ``model, qk, dk, n_runs``, the ``metrics`` present, then for each metric of
     ``relative`` its change relative to the same model's unpruned point (qk = dk = 0), in percent,
-    named ``"Δ<metric> %"`` (NaN when the model has no unpruned point). Rows are ordered by model,
-    the unpruned point first, then by decreasing FLOPS (lighter pruning first) and qk/dk.
+    named ``"Δ<metric> %"`` (NaN when the model has no unpruned point). With ``spread``, one
+    ``"<metric> sd"`` column per metric: the standard deviation of the runs' values (seeds;
+    ``ddof=1``, NaN for a single run), which :func:`to_markdown` / :func:`to_latex` show as
+    ``mean ± sd``. Rows are ordered by model, the unpruned point first, then by decreasing FLOPS
+    (lighter pruning first) and qk/dk.
     """
     present = [m for m in metrics if m in df.columns]
     rel = [m for m in relative if m in df.columns]
     value_cols = list(dict.fromkeys([*present, *rel]))
-    cols = ["model", "qk", "dk", "n_runs", *present, *[delta_col(m) for m in rel]]
+    spreads = [sd_col(m) for m in present] if spread else []
+    cols = ["model", "qk", "dk", "n_runs", *present, *[delta_col(m) for m in rel], *spreads]
     runs = completed_runs(df)
     if runs.empty:
         return pd.DataFrame(columns=cols)
@@ -65,6 +71,7 @@ def results_table(
     frame["dk"] = frame["dk"].fillna(0)
     frame["_run"] = runs["run_id"].values if "run_id" in runs else np.arange(len(runs))
     agg = {c: (c, "mean") for c in value_cols}
+    agg.update({sd_col(m): (m, "std") for m in present} if spread else {})
     agg["n_runs"] = ("_run", "nunique")
     table = frame.groupby(["model", "qk", "dk"], sort=True).agg(**agg).reset_index()
 
@@ -101,6 +108,10 @@ def _format_cell(col: str, v) -> str:
         v = float(v)
         if col.startswith("Δ"):
             return f"{v:+.1f}"
+        if col.endswith(" Δ"):  # a difference of two metric values
+            return f"{v:+.4f}"
+        if col.endswith(" p"):  # a p-value
+            return f"{v:.3g}" if v >= 0.001 else f"{v:.1e}"
         base = col.split(".")[-1]
         if col in EFFECTIVENESS or base in EFFECTIVENESS or base.startswith(("mrr", "recall", "ndcg")):
             return f"{v:.4f}"
@@ -124,11 +135,36 @@ def format_cells(table: pd.DataFrame) -> list[list[str]]:
     return [[_format_cell(str(c), v) for c, v in zip(table.columns, row)] for row in table.itertuples(index=False)]
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """GitHub-flavoured Markdown table (numeric columns right-aligned)."""
-    headers = [str(c).replace("|", "\\|") for c in table.columns]
-    cells = [[c.replace("|", "\\|") for c in row] for row in format_cells(table)]
-    numeric = [_is_numeric(table[c]) for c in table.columns]
+def _shown(table: pd.DataFrame, markers: pd.DataFrame | None,
+           sup: Callable[[str], str]) -> tuple[list[str], list[list[str]], list[bool]]:
+    """(headers, cells, numeric flags) with ``"<m> sd"`` folded into ``m`` as ``mean ± sd`` (a zero or
+    missing sd is not shown) and
+    ``markers`` (strings by row and column) appended to their cells as ``sup(marker)``."""
+    shown = [c for c in table.columns if not (str(c).endswith(" sd") and str(c)[:-3] in table.columns)]
+    cells = []
+    for i, row in zip(table.index, table.itertuples(index=False)):
+        values = dict(zip(table.columns, row))
+        line = []
+        for c in shown:
+            text = _format_cell(str(c), values[c])
+            sd = values.get(sd_col(str(c)))
+            if sd is not None and not pd.isna(sd) and sd != 0:  # 0: every run gave the same value
+                text += f" ± {_format_cell(str(c), sd)}"
+            mark = markers.at[i, c] if markers is not None and c in markers.columns else ""
+            line.append(text + (sup(mark) if mark else ""))
+        cells.append(line)
+    return [str(c) for c in shown], cells, [_is_numeric(table[c]) for c in shown]
+
+
+def to_markdown(table: pd.DataFrame, markers: pd.DataFrame | None = None) -> str:
+    """GitHub-flavoured Markdown table (numeric columns right-aligned).
+
+    ``"<m> sd"`` columns are shown as ``mean ± sd`` in column ``m``; ``markers`` (a frame of
+    strings indexed like ``table``, e.g. significance keys) are appended as ``<sup>…</sup>``.
+    """
+    headers, cells, numeric = _shown(table, markers, lambda m: f"<sup>{m}</sup>")
+    headers = [h.replace("|", "\\|") for h in headers]
+    cells = [[c.replace("|", "\\|") for c in row] for row in cells]
     widths = [max([len(h), 3, *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
 
     def line(vals):
@@ -155,6 +191,7 @@ _LATEX_SPECIAL = {
     "Δ": r"$\Delta$",
     "–": "--",
     "²": r"$^2$",
+    "±": r"$\pm$",
 }
 
 
@@ -162,15 +199,23 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None,
+             markers: pd.DataFrame | None = None) -> str:
     """A ``booktabs`` LaTeX table (``\\usepackage{booktabs}``); numeric columns right-aligned.
 
-    With ``caption`` or ``label`` the tabular is wrapped in a ``table`` environment.
+    With ``caption`` or ``label`` the tabular is wrapped in a ``table`` environment. ``sd``
+    columns and ``markers`` as in :func:`to_markdown` (markers as superscripts).
     """
-    numeric = [_is_numeric(table[c]) for c in table.columns]
+    marker = "\x00"  # stands for the superscript until the cell text is escaped
+    headers, cells, numeric = _shown(table, markers, lambda m: marker + m)
     spec = "".join("r" if n else "l" for n in numeric)
-    head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
-    body = [" & ".join(latex_escape(v) for v in row) + r" \\" for row in format_cells(table)]
+    head = " & ".join(latex_escape(c) for c in headers) + r" \\"
+
+    def cell(text: str) -> str:
+        value, _, mark = text.partition(marker)
+        return latex_escape(value) + (rf"$^{{\mathrm{{{mark}}}}}$" if mark else "")
+
+    body = [" & ".join(cell(v) for v in row) + r" \\" for row in cells]
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *body,
              r"\bottomrule", r"\end{tabular}"]
     if caption or label:

@@ -167,3 +167,53 @@ def results_dir(tmp_path_factory) -> Path:
     if "root" not in _BUILT or not _BUILT["root"].exists():
         _BUILT["root"] = build_results_dir(tmp_path_factory.mktemp("results"))
     return _BUILT["root"]
+
+
+# ------------------------------------------------------------------------------ seeds + per-query
+SEEDED_MODELS = {"strong": 0.15, "twin": 0.004, "weak": 0.0}  # label -> lift over the query's base score
+N_QUERIES = 60
+
+
+def build_seeded_dir(root: Path, seeds=(0, 1), models=SEEDED_MODELS, sweep: str = "seeded") -> Path:
+    """A two-seed sweep of three models with per-query files, as the evaluation writes them
+    (``<run_id>.perquery.parquet``: one row per pruning point and query; the results rows hold
+    the per-query means). "strong" is far above the others at every point, "twin" within noise
+    of "weak"."""
+    root = Path(root)
+    rng = np.random.default_rng(7)
+    queries = [f"q{i:03d}" for i in range(N_QUERIES)]
+    base = rng.uniform(0.1, 0.7, size=N_QUERIES)  # how hard each query is, shared by all models
+    for label, lift in models.items():
+        for seed in seeds:
+            run_id = f"{label}-s{seed}"
+            rows = _run_rows(run_id, sweep, base_mrr=0.4, base_flops=1.0 + 0.3 * lift, seed=seed, model=label)
+            per_query = []
+            for row in rows:
+                keep = 1.0 if (row["qk"], row["dk"]) == (0, 0) else 0.8
+                mrr = np.clip(base * keep + lift + rng.normal(0, 0.05, N_QUERIES), 0, 1)
+                rec = np.clip(mrr * 1.3, 0, 1)
+                scores = {"mrr@10": mrr, "recall@10": rec, "recall@100": np.clip(rec * 1.2, 0, 1),
+                          "ndcg@10": np.clip(mrr * 1.1, 0, 1)}
+                row.update({m: float(v.mean()) for m, v in scores.items()})
+                per_query += [{"run_id": run_id, "system": "splade", "model": label, "seed": seed,
+                               "qk": row["qk"], "dk": row["dk"], "query_id": q,
+                               **{m: float(v[i]) for m, v in scores.items()}} for i, q in enumerate(queries)]
+            _write(root / sweep / f"{run_id}.parquet", rows)
+            _write(root / sweep / f"{run_id}.perquery.parquet", per_query)
+    bm25 = {"run_id": "bm25-seeded", "sweep": sweep, "system": "bm25", "model": "BM25", "status": "completed",
+            "data": DATA, "qk": 0, "dk": 0, "flops": 0.5}
+    mrr = np.clip(base * 0.7, 0, 1)
+    _write(root / sweep / "bm25-seeded.parquet", [{**bm25, "mrr@10": float(mrr.mean()), "recall@10": 0.3}])
+    _write(root / sweep / "bm25-seeded.perquery.parquet",
+           [{"run_id": "bm25-seeded", "system": "bm25", "model": "BM25", "seed": 0, "qk": 0, "dk": 0,
+             "query_id": q, "mrr@10": float(mrr[i]), "recall@10": 0.3, "recall@100": 0.5, "ndcg@10": 0.3}
+            for i, q in enumerate(queries)])
+    return root
+
+
+@pytest.fixture(scope="session")
+def seeded_dir(tmp_path_factory) -> Path:
+    """The two-seed sweep with per-query files, built once per test session."""
+    if "seeded" not in _BUILT or not _BUILT["seeded"].exists():
+        _BUILT["seeded"] = build_seeded_dir(tmp_path_factory.mktemp("seeded"))
+    return _BUILT["seeded"]
