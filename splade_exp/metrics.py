@@ -4,12 +4,14 @@
   the expected number of shared non-zero terms of a (query, document) pair (METHOD §3). It is
   computed on exactly what is indexed (after pruning).
 - posting-list statistics over *active* terms (terms with at least one posting).
-- exact retrieval by sparse dot products and effectiveness with ``ir_measures``.
+- exact retrieval by sparse dot products (streamed over shards: :mod:`splade_exp.retrieval`) and
+  effectiveness with ``ir_measures``, per query and averaged.
 """
 from __future__ import annotations
 
 import ir_measures
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from ir_measures import R, RR, nDCG
 
@@ -52,37 +54,36 @@ def posting_stats(docs: sp.csr_matrix) -> dict[str, float]:
     }
 
 
-def retrieve(
-    queries: sp.csr_matrix,
-    docs: sp.csr_matrix,
-    query_ids: list[str],
-    doc_ids: list[str],
-    k: int = 1000,
-    batch_size: int = 256,
-) -> dict[str, dict[str, float]]:
-    """Exact top-``k`` retrieval by dot product over an inverted index (term -> postings).
+def retrieve(queries: sp.csr_matrix, docs: sp.csr_matrix, query_ids: list[str], doc_ids: list[str], k: int = 1000,
+             threads: int = 1) -> dict[str, dict[str, float]]:
+    """Exact top-``k`` retrieval by dot product (:func:`splade_exp.retrieval.retrieve`).
 
     Documents with a zero score are not retrieved (they share no term with the query).
     """
-    index = sp.csr_matrix(docs).T.tocsr()  # (V, Nd): one posting list per term
-    run: dict[str, dict[str, float]] = {}
-    for start in range(0, queries.shape[0], batch_size):
-        scores = (sp.csr_matrix(queries[start : start + batch_size]) @ index).toarray()
-        for row, qid in enumerate(query_ids[start : start + batch_size]):
-            s = scores[row]
-            cand = np.flatnonzero(s > 0)
-            if cand.size > k:
-                cand = cand[np.argpartition(-s[cand], k - 1)[:k]]
-            run[qid] = {doc_ids[i]: float(s[i]) for i in cand}
-    return run
+    from splade_exp.retrieval import retrieve as streamed
+
+    return streamed(queries, docs, query_ids, doc_ids, k=k, threads=threads)
+
+
+def perquery(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """One row per judged query: ``query_id`` and every metric of :data:`MEASURES` (a query without
+    retrieved documents scores 0), in the order of ``qrels``."""
+    run = {qid: docs for qid, docs in run.items() if docs and qid in qrels}
+    values = {qid: dict.fromkeys(MEASURES, 0.0) for qid in qrels}
+    names = {m: name for name, m in MEASURES.items()}
+    if run:
+        for metric in ir_measures.iter_calc(list(MEASURES.values()), qrels, run):
+            values[metric.query_id][names[metric.measure]] = float(metric.value)
+    return pd.DataFrame([{"query_id": qid, **v} for qid, v in values.items()],
+                        columns=["query_id", *MEASURES])
 
 
 def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
-    """MRR@10, R@10, R@100 and nDCG@10 averaged over the judged queries (missing runs score 0)."""
-    run = {qid: run.get(qid, {}) for qid in qrels}
-    # ir_measures averages over queries present in the run; an empty run would be dropped.
-    empty = [qid for qid, docs in run.items() if not docs]
-    for qid in empty:
-        run[qid] = {"__none__": 0.0}
-    agg = ir_measures.calc_aggregate(list(MEASURES.values()), qrels, run)
-    return {name: float(agg.get(m, 0.0)) for name, m in MEASURES.items()}
+    """MRR@10, R@10, R@100 and nDCG@10 averaged over the judged queries (missing runs score 0):
+    the mean of :func:`perquery`."""
+    return aggregate(perquery(qrels, run))
+
+
+def aggregate(per_query: pd.DataFrame) -> dict[str, float]:
+    """Mean of each metric over the rows of a :func:`perquery` frame (0 for no rows)."""
+    return {name: float(per_query[name].mean()) if len(per_query) else 0.0 for name in MEASURES}

@@ -25,7 +25,9 @@ from splade_exp.results import flatten, make_frame, read_results, write_results
 log = logging.getLogger(__name__)
 
 # Keys that do not change what a run computes: where things go, how it is launched and logged.
-RUN_ID_EXCLUDE = ("paths", "logger", "launcher", "hydra", "sweep", "model", "force",
+# ``eval`` holds evaluation-only settings (engine, threads, shards, k): they change neither the trained
+# weights nor the stored vectors (which are keyed on the weights themselves, splade_exp/vectors.py).
+RUN_ID_EXCLUDE = ("paths", "logger", "launcher", "hydra", "sweep", "model", "force", "eval",
                   "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
                   "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_workers",
                   "trainer.checkpoint_every_n_steps", "trainer.eval_batch_size")
@@ -53,14 +55,21 @@ def load_collection(cfg: DictConfig):
 
 
 def ensure_bm25(cfg: DictConfig, collection) -> Path:
-    """BM25 rows of this collection and split, written once per sweep."""
-    from splade_exp.baselines.bm25 import bm25_row
+    """BM25 rows of this collection and split, written once per sweep, with their per-query metrics
+    and run file (``runfiles``); the results file is written last (it marks the others complete)."""
+    from splade_exp.baselines.bm25 import bm25_evaluation
+    from splade_exp.runfiles import perquery_path, trec_path, write_perquery, write_trec
 
     key = {"data": OmegaConf.to_container(cfg.data.source, resolve=True), "split": cfg.data.eval_split}
-    path = Path(cfg.paths.results_dir) / cfg.sweep / f"bm25-{config_hash(key)}.parquet"
+    rid = f"bm25-{config_hash(key)}"
+    results_dir = Path(cfg.paths.results_dir) / cfg.sweep
+    path = results_dir / f"{rid}.parquet"
     if not path.exists():
-        row = bm25_row(collection, cfg.data.eval_split)
-        frame = make_frame([row], {"run_id": f"bm25-{config_hash(key)}", "sweep": cfg.sweep, "system": "bm25",
+        row, per, bm25_run = bm25_evaluation(collection, cfg.data.eval_split, k=cfg.eval.k)
+        write_trec(trec_path(results_dir, rid, 0, 0), bm25_run, rid)
+        write_perquery(perquery_path(results_dir, rid),
+                       [per.assign(run_id=rid, system="bm25", model="BM25", seed=int(cfg.seed))])
+        frame = make_frame([row], {"run_id": rid, "sweep": cfg.sweep, "system": "bm25",
                                    "model": "BM25", "status": "completed", "diverged_step": None,
                                    "data": cfg.data.name})
         write_results(path, frame)
@@ -138,6 +147,48 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
     return module, trainer, detector
 
 
+def load_trained_weights(encoder, checkpoint: str) -> Path:
+    """Load the encoder weights of a training checkpoint (a run directory or a ``.ckpt`` file) for
+    ``stage=evaluate eval.checkpoint=...``; returns that run's directory (where its vectors are)."""
+    from splade_exp.checkpoint import check_resume_checkpoint
+
+    path = Path(str(checkpoint)).expanduser()
+    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"eval.checkpoint={checkpoint}: no {ckpt}; give a run directory "
+                                "(runs/<run_id>) or its checkpoints/last.ckpt")
+    check_resume_checkpoint(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    encoder.load_state_dict(weights)
+    log.info("evaluating the weights of %s", ckpt)
+    return ckpt.parent.parent
+
+
+def evaluate(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path, rid: str):
+    """Rows of the pruning grid and per-query metrics (rank 0; (``[]``, None) on other ranks), with
+    the TREC run file of every grid point; vectors stored under ``run_dir/vectors``."""
+    import os
+
+    from hydra.utils import instantiate
+
+    from splade_exp.runfiles import trec_path, write_trec
+    from splade_exp.stages.evaluate import evaluate_encoder
+
+    device = _device(cfg)
+    encoder.to(device)
+    e = cfg.eval
+    results_dir = Path(cfg.paths.results_dir) / cfg.sweep
+    result = evaluate_encoder(
+        encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid, cfg.data.query_max_length,
+        cfg.data.doc_max_length, cfg.trainer.eval_batch_size, device, store_dir=run_dir / "vectors",
+        data_key={"source": OmegaConf.to_container(cfg.data.source, resolve=True), "collection": collection.key()},
+        pooling=cfg.head.pooling, engine=instantiate(e.engine), threads=e.threads or os.cpu_count() or 1,
+        shard_size=e.shard_size, k=e.k, progress=cfg.trainer.enable_progress_bar,
+        trec=lambda qk, dk, run: write_trec(trec_path(results_dir, rid, qk, dk), run, rid))
+    return result.rows, (result.perquery if result.rows else None)
+
+
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Run one experiment; returns (and writes) its result rows. Finished runs are skipped."""
     prepare_process(cfg)
@@ -181,6 +232,8 @@ def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.Data
     collection = load_collection(cfg)
     encoder, tokenizer, info = build_encoder(cfg, collection)
     status, diverged_step, step = "completed", None, 0
+    if cfg.stage == "evaluate" and cfg.eval.checkpoint:
+        run_dir = load_trained_weights(encoder, cfg.eval.checkpoint)  # its stored vectors are reused
     if cfg.stage == "train":
         module, trainer, detector = train_splade(cfg, encoder, tokenizer, collection, run_dir, logger)
         info.update(module.diagnostics)
@@ -192,22 +245,18 @@ def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.Data
     elif cfg.stage != "evaluate":
         raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
 
-    from splade_exp.stages.evaluate import distributed_world, evaluate_encoder, parse_grid
+    from splade_exp.stages.evaluate import distributed_world, parse_grid
 
     # Rank 0 computes the metrics and writes the results. Under a process group (DDP in srun tasks)
-    # every rank encodes a shard of the collection for it; without one, the other ranks stop here.
-    rows = []
+    # every rank encodes shards of the collection to disk for it; without one, the other ranks stop here.
+    rows, perquery = [], None
     rank, world = distributed_world()
     if rank == 0:
         ensure_bm25(cfg, collection)
     if status == "diverged":  # no meaningful vectors: one row per grid point, metrics missing
         rows = [{"qk": qk, "dk": dk} for qk, dk in parse_grid(cfg.prune.grid)] if rank == 0 else []
     elif rank == 0 or world > 1:
-        device = _device(cfg)
-        encoder.to(device)
-        rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
-                                cfg.data.query_max_length, cfg.data.doc_max_length,
-                                cfg.trainer.eval_batch_size, device)
+        rows, perquery = evaluate(cfg, encoder, tokenizer, collection, run_dir, rid)
     common = {
         "run_id": rid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
@@ -219,6 +268,11 @@ def _run(cfg: DictConfig, rid: str, out: Path, run_dir: Path, logger) -> pd.Data
     }
     frame = make_frame(rows, common)
     if rank == 0:
+        if perquery is not None:  # before the results file, which marks the run finished
+            from splade_exp.runfiles import perquery_path, write_perquery
+
+            write_perquery(perquery_path(out.parent, rid), [perquery.assign(
+                run_id=rid, system="splade", model=cfg.model or "", seed=int(cfg.seed))])
         write_results(out, frame)
         log.info("wrote %d rows to %s", len(frame), out)
         tracking.log_results(logger, frame, step)
