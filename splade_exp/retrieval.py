@@ -138,14 +138,18 @@ def grid_pass(queries: sp.csr_matrix, shards, grid: list[tuple[int, int]], k: in
     grid = list(dict.fromkeys(grid))
     tops = {p: TopK(queries.shape[0], k) for p in grid}
     stats = {p: PointStats(queries.shape[1]) for p in grid}
+    # unpruned first, then dk descending: each pruning starts from the previous one (pruning nests)
+    budgets = sorted({dk for _, dk in grid}, key=lambda dk: (dk != 0, -dk))
     for offset, shard in shards:
-        for dk in dict.fromkeys(dk for _, dk in grid):
-            docs = prune_csr(shard, dk) if dk else shard
+        docs = shard
+        for dk in budgets:
+            docs = prune_csr(docs, dk) if dk else shard
             index = docs.T.tocsr()
             for point in [p for p in grid if p[1] == dk]:
                 stats[point].add(docs)
                 tops[point].add(shard_topk(pruned_q[point[0]], docs, k, threads, index), offset)
                 if on_pruned is not None:
                     on_pruned(point, offset, docs)
-            del docs, index
+            del index
+        del docs, shard
     return tops, stats, {p: pruned_q[p[0]] for p in grid}

@@ -33,9 +33,10 @@ def _descending_bits(values: np.ndarray, out: np.ndarray) -> np.ndarray:
     """
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
     if values.size == 0 or values.min() >= 0:  # SPLADE weights: one subtraction
-        return np.subtract(np.uint32(0x7FFFFFFF), bits, out=out)
-    ordered = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
-    return np.invert(ordered, out=out, casting="unsafe") & np.uint64(0xFFFFFFFF)
+        out[:] = bits
+        return np.subtract(np.uint64(0x7FFFFFFF), out, out=out)
+    out[:] = ~np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return out
 
 
 def prune_csr(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -43,16 +44,18 @@ def prune_csr(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
     Weights are unchanged; ties are broken by the lower term id, so pruning is deterministic
     (the same output as the row-by-row reference, :func:`splade_exp.reference.prune_csr_loop`).
+    Pruning nests: ``prune_csr(prune_csr(m, 20), 10)`` equals ``prune_csr(m, 10)``.
 
     Without a loop over rows: every entry gets one 64-bit key, ``row | descending value |
     position in the row`` (positions follow the term ids, the indices being sorted), so one sort
     of the keys orders each row by value and, among equal values, by term id. Each row keeps its
     block of places, so after the sort the entry at place ``i`` has rank ``i - start of its row``
-    (the position array itself) and is kept when that rank is below ``k``. Rows already sorted
-    make the keys nearly sorted, which the stable sort (timsort) exploits. Rows are taken in
-    chunks small enough for the row number to fit beside the 32 value bits and the position bits
-    (2^21 rows per chunk when rows have at most 2,048 entries). Few large temporaries: on a
-    virtual machine each fresh array costs page faults comparable to the arithmetic.
+    (the position array itself) and is kept when that rank is below ``k``; row ``r`` keeps
+    ``min(len(r), k)`` entries. Rows already sorted make the keys nearly sorted, which the stable
+    sort (timsort) exploits. Rows are taken in chunks small enough for the row number to fit
+    beside the 32 value bits and the position bits (2^21 rows per chunk when rows have at most
+    2,048 entries). Few large temporaries: on a virtual machine each fresh array costs page
+    faults comparable to the arithmetic.
     """
     k = check_prune_k(k, "k")
     m = sp.csr_matrix(m)
@@ -67,34 +70,32 @@ def prune_csr(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     pos_bits = max(1, int(lengths.max() - 1).bit_length())
     shift_pos, shift_row = np.uint64(pos_bits), np.uint64(32 + pos_bits)
     chunk = 1 << (32 - pos_bits)
-    keep = np.zeros(m.nnz, dtype=bool)
+    kept = []
     for lo in range(0, m.shape[0], chunk):
         hi = min(lo + chunk, m.shape[0])
         a, b = int(m.indptr[lo]), int(m.indptr[hi])
         n = lengths[lo:hi]
-        if b == a or n.max() <= k:
-            keep[a:b] = True
+        if b == a:
             continue
         pos = np.arange(b - a, dtype=np.int64)
         pos -= np.repeat(m.indptr[lo:hi] - a, n)
-        key = np.repeat(np.arange(hi - lo, dtype=np.uint64), n)
-        key <<= shift_row
-        value = _descending_bits(m.data[a:b], np.empty(b - a, dtype=np.uint64))
-        value <<= shift_pos
-        key |= value
-        del value
+        key = _descending_bits(m.data[a:b], np.empty(b - a, dtype=np.uint64))
+        key <<= shift_pos
         key |= pos.view(np.uint64)  # positions are non-negative
+        key |= np.repeat(np.arange(hi - lo, dtype=np.uint64) << shift_row, n)
         key.sort(kind="stable")
         key = key[pos < k]  # rank in the row = the position array (see above)
         del pos
-        row = (key >> shift_row).astype(np.int64)
+        where = (key >> shift_row).astype(np.int64)
         key &= np.uint64((1 << pos_bits) - 1)
-        row = m.indptr[lo + row]
-        row += key.view(np.int64)
-        keep[row] = True
-    kept = np.zeros(m.nnz + 1, dtype=np.int64)
-    np.cumsum(keep, out=kept[1:])
-    return sp.csr_matrix((m.data[keep], m.indices[keep], kept[m.indptr]), shape=m.shape)
+        where = m.indptr[lo + where]
+        where += key.view(np.int64)
+        where.sort(kind="stable")  # rows are in order already; entries back in term-id order
+        kept.append(where)
+    kept = np.concatenate(kept)
+    indptr = np.zeros(m.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.minimum(lengths, k), out=indptr[1:])
+    return sp.csr_matrix((m.data[kept], m.indices[kept], indptr), shape=m.shape)
 
 
 def to_csr(w: torch.Tensor) -> sp.csr_matrix:

@@ -24,7 +24,7 @@ from .frontier import (
     model_label,
     pareto_frontier,
 )
-from .load import load_curves, load_results, load_wandb, tidy_results
+from .load import load_curves, load_perquery, load_results, load_wandb, tidy_results
 from .tables import emlm_stats_table, results_table, to_latex, to_markdown
 
 
@@ -45,6 +45,7 @@ __all__ = [
     "completed_runs",
     "emlm_stats_table",
     "load_curves",
+    "load_perquery",
     "load_results",
     "load_wandb",
     "model_curves",

@@ -1,7 +1,8 @@
 """Load sweep result files into tidy, typed DataFrames.
 
 A results directory holds (recursively) one Parquet file per run, ``<run_id>.parquet``, with one
-row per ``(run, qk, dk)`` pruning point, and EMLM training curves in ``*.curves.parquet`` files.
+row per ``(run, qk, dk)`` pruning point, EMLM training curves in ``*.curves.parquet`` files and
+per-query metrics in ``*.perquery.parquet`` files (:mod:`splade_exp.runfiles`; :func:`load_perquery`).
 Files whose name starts with ``.`` or ends with ``.tmp`` (or that sit in a hidden directory) are
 being written and are ignored.
 """
@@ -19,6 +20,7 @@ from splade_exp.results import read_results
 log = logging.getLogger(__name__)
 
 CURVES_SUFFIX = ".curves.parquet"
+PERQUERY_SUFFIX = ".perquery.parquet"  # splade_exp.runfiles.PERQUERY_SUFFIX
 
 IDENTITY_COLS = ("run_id", "sweep", "system", "model", "status")
 CHOICE_COLS = ("backbone", "vocab", "init", "pretrain", "loss", "head", "data")
@@ -35,6 +37,16 @@ METRIC_COLS = (
     "posting_mean",
     "posting_max",
     "posting_var",
+)
+# the latency engine's columns (splade_exp/engines.py), NaN for eval/engine=exact
+ENGINE_COLS = (
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "index_size_mb",
+    "index_build_s",
+    "recall@1000_vs_exact",
+    "engine_mrr@10",
 )
 HEAD_DIAG_COLS = (
     "head.norm_before",
@@ -55,7 +67,7 @@ EMLM_COLS = (
     "emlm.non-neg-terms-avg",
     "emlm.non-neg-terms-std",
 )
-FLOAT_COLS = ("wall_time_s", "head_k") + METRIC_COLS + HEAD_DIAG_COLS + EMLM_COLS
+FLOAT_COLS = ("wall_time_s", "head_k") + METRIC_COLS + ENGINE_COLS + HEAD_DIAG_COLS + EMLM_COLS
 EXPECTED_COLS = STRING_COLS + INT_COLS + FLOAT_COLS
 
 CURVE_STRING_COLS = ("artifact_id", "pretrain", "split")
@@ -81,14 +93,36 @@ def _check_dir(path: str | Path) -> Path:
 
 
 def result_files(path: str | Path) -> list[Path]:
-    """Complete per-run result files under ``path`` (curves files excluded), sorted."""
+    """Complete per-run result files under ``path`` (curves and per-query files excluded), sorted."""
     root = _check_dir(path)
     files = [
         p
         for p in root.rglob("*.parquet")
-        if p.is_file() and not p.name.endswith(CURVES_SUFFIX) and not _is_incomplete(p, root)
+        if p.is_file() and not p.name.endswith((CURVES_SUFFIX, PERQUERY_SUFFIX)) and not _is_incomplete(p, root)
     ]
     return sorted(files)
+
+
+def perquery_files(path: str | Path) -> list[Path]:
+    """Complete ``*.perquery.parquet`` files under ``path``, sorted."""
+    root = _check_dir(path)
+    return sorted(p for p in root.rglob("*" + PERQUERY_SUFFIX) if p.is_file() and not _is_incomplete(p, root))
+
+
+def load_perquery(path: str | Path) -> pd.DataFrame:
+    """Per-query metrics of every run (and BM25) under ``path``: one row per (run, qk, dk, query),
+    columns ``run_id, system, model, seed, qk, dk, query_id`` and the metrics; an empty frame with
+    those columns when there are none. Raises ``FileNotFoundError`` when ``path`` does not exist."""
+    frames = _read_many(perquery_files(path))
+    cols = ["run_id", "system", "model", "seed", "qk", "dk", "query_id", *METRIC_COLS[:4]]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("run_id", "system", "model", "query_id"):
+        df[col] = _as_str(df[col])
+    for col in ("seed", "qk", "dk"):
+        df[col] = _as_int(df[col])
+    return df.sort_values(["run_id", "qk", "dk", "query_id"], kind="mergesort").reset_index(drop=True)
 
 
 def curve_files(path: str | Path) -> list[Path]:
