@@ -97,12 +97,15 @@ class SeismicBuilder:
         """Build the index, save it (size on disk), time every query alone, compare with exact.
 
         ``exact_docs``: (queries × k) global rows of the exact top-k (``-1`` where empty).
-        Returns the result columns and the engine's own top-k rows (same layout) for its metrics.
+        Returns the result columns and the engine's own top-k rows (same layout) for its metrics. The
+        recall column is named after the requested ``k``; the search depth is at most the number of
+        documents.
         """
         from seismic import SeismicIndexLV, get_seismic_string
 
         e = self.engine
         k = int(e.k or k)
+        depth = min(k, self.rows)
         t0 = time.perf_counter()
         with _quiet_fd(1, 2):
             index = SeismicIndexLV.build_from_dataset(
@@ -118,14 +121,14 @@ class SeismicBuilder:
             shutil.rmtree(tmp, ignore_errors=True)
         queries = sp.csr_matrix(queries)
         string = get_seismic_string()
-        times, found = [], np.full((queries.shape[0], k), -1, dtype=np.int64)
+        times, found = [], np.full((queries.shape[0], depth), -1, dtype=np.int64)
         for i in range(queries.shape[0]):
             lo, hi = queries.indptr[i], queries.indptr[i + 1]
             if hi == lo:  # nothing to look up; exact retrieval finds nothing either
                 continue
             comps, vals = queries.indices[lo:hi].astype(string), queries.data[lo:hi].astype(np.float32)
             start = time.perf_counter()
-            res = index.search(str(i), comps, vals, k, e.query_cut, e.heap_factor)
+            res = index.search(str(i), comps, vals, depth, e.query_cut, e.heap_factor)
             times.append(time.perf_counter() - start)
             rows = [int(doc) for _, _, doc in res]
             found[i, : len(rows)] = rows

@@ -56,23 +56,31 @@ class TopK:
         self.docs = np.full((n_queries, k), -1, dtype=np.int64)
 
     def add(self, hits: sp.csr_matrix, offset: int) -> None:
-        """Merge a shard's hits (columns = rows of the shard, starting at global row ``offset``)."""
-        n = np.diff(hits.indptr)
+        """Merge a shard's hits (columns = rows of the shard, starting at global row ``offset``).
+
+        Only hits at or above a query's current k-th score can enter its top-k, and after the first
+        shards few do: only those are merged, and only for the queries that have any."""
         if not hits.nnz:
             return
+        rows = np.repeat(np.arange(hits.shape[0]), np.diff(hits.indptr))
+        survive = hits.data >= self.scores[rows, -1]
+        if not survive.any():
+            return
+        rows, data, cols = rows[survive], hits.data[survive], hits.indices[survive].astype(np.int64) + offset
+        touched, first, n = np.unique(rows, return_index=True, return_counts=True)
         width = int(n.max())
-        rows = np.repeat(np.arange(hits.shape[0]), n)
-        pos = np.arange(hits.nnz) - np.repeat(hits.indptr[:-1], n)
-        scores = np.full((hits.shape[0], width), -np.inf, dtype=np.float32)
-        docs = np.full((hits.shape[0], width), -1, dtype=np.int64)
-        scores[rows, pos] = hits.data
-        docs[rows, pos] = hits.indices.astype(np.int64) + offset
-        scores = np.hstack([self.scores, scores])
-        docs = np.hstack([self.docs, docs])
+        pos = np.arange(rows.size) - np.repeat(first, n)
+        local = np.repeat(np.arange(touched.size), n)
+        scores = np.full((touched.size, width), -np.inf, dtype=np.float32)
+        docs = np.full((touched.size, width), -1, dtype=np.int64)
+        scores[local, pos] = data
+        docs[local, pos] = cols
+        scores = np.hstack([self.scores[touched], scores])
+        docs = np.hstack([self.docs[touched], docs])
         # best first: score descending, then lower row (empty slots, row -1 and -inf, sort last)
         order = np.lexsort((np.where(docs < 0, np.iinfo(np.int64).max, docs), -scores), axis=1)[:, : self.k]
-        self.scores = np.take_along_axis(scores, order, axis=1)
-        self.docs = np.take_along_axis(docs, order, axis=1)
+        self.scores[touched] = np.take_along_axis(scores, order, axis=1)
+        self.docs[touched] = np.take_along_axis(docs, order, axis=1)
 
     def run(self, query_ids: list[str], doc_ids) -> dict[str, dict[str, float]]:
         """As a run dict (query id -> doc id -> score), for the metrics."""

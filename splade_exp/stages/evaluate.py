@@ -126,11 +126,11 @@ def pruning_rows(q: sp.csr_matrix, docs, query_ids: list[str], doc_ids: list[str
         docs = [(0, sp.csr_matrix(docs))]
     engine = engine or ExactEngine()
     grid = list(dict.fromkeys(grid))
-    k = min(k, len(doc_ids))
+    depth = min(k, len(doc_ids))
     builders = {p: engine.builder(q.shape[1], threads) for p in grid}
     feed = (lambda p, offset, pruned: builders[p].add(offset, pruned)) if any(builders.values()) else None
     t0 = time.perf_counter()
-    tops, stats, pruned_q = grid_pass(q, docs, grid, k, threads, on_pruned=feed)
+    tops, stats, pruned_q = grid_pass(q, docs, grid, depth, threads, on_pruned=feed)
     pass_s = time.perf_counter() - t0
     rows, frames = [], []
     for point in grid:
