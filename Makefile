@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-eval clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-scifact: venv  ## zero-shot + fine-tuned SPLADE and BM25 on SciFact (any B
 
 bench-data: venv  ## reading a large collection and tokenising it once for a sweep (writes JSON)
 	$(PY) benchmarks/data_loading.py
+
+bench-eval: venv  ## evaluation at 100K-1M synthetic documents: in-memory path vs shards on disk (writes JSON)
+	$(PY) benchmarks/eval_scale.py
 
 clean:
 	rm -rf $(ROOT)

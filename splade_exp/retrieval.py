@@ -62,6 +62,7 @@ class TopK:
         shards few do: only those are merged, and only for the queries that have any."""
         if not hits.nnz:
             return
+        hits.sort_indices()  # each query's hits by document row
         rows = np.repeat(np.arange(hits.shape[0]), np.diff(hits.indptr))
         survive = hits.data >= self.scores[rows, -1]
         if not survive.any():
@@ -71,14 +72,14 @@ class TopK:
         width = int(n.max())
         pos = np.arange(rows.size) - np.repeat(first, n)
         local = np.repeat(np.arange(touched.size), n)
-        scores = np.full((touched.size, width), -np.inf, dtype=np.float32)
-        docs = np.full((touched.size, width), -1, dtype=np.int64)
-        scores[local, pos] = data
-        docs[local, pos] = cols
-        scores = np.hstack([self.scores[touched], scores])
-        docs = np.hstack([self.docs[touched], docs])
-        # best first: score descending, then lower row (empty slots, row -1 and -inf, sort last)
-        order = np.lexsort((np.where(docs < 0, np.iinfo(np.int64).max, docs), -scores), axis=1)[:, : self.k]
+        scores = np.full((touched.size, self.k + width), -np.inf, dtype=np.float32)
+        docs = np.full((touched.size, self.k + width), -1, dtype=np.int64)
+        scores[:, : self.k], docs[:, : self.k] = self.scores[touched], self.docs[touched]
+        scores[local, self.k + pos] = data
+        docs[local, self.k + pos] = cols
+        # Best first: score descending, then lower row. The kept part is in that order and holds
+        # lower rows than this shard's hits, which are by row: a stable sort on the score suffices.
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.k]
         self.scores[touched] = np.take_along_axis(scores, order, axis=1)
         self.docs[touched] = np.take_along_axis(docs, order, axis=1)
 
@@ -113,8 +114,9 @@ class PointStats:
     def add(self, docs: sp.csr_matrix) -> None:
         counts = np.bincount(docs.indices, minlength=docs.shape[1])
         self.postings += counts
-        nonzero = docs.data != 0
-        self.df += counts if nonzero.all() else np.bincount(docs.indices[nonzero], minlength=docs.shape[1])
+        if np.count_nonzero(docs.data) < docs.nnz:  # explicit zeros are stored but not "active"
+            counts = np.bincount(docs.indices[docs.data != 0], minlength=docs.shape[1])
+        self.df += counts
         self.rows += docs.shape[0]
         self.nnz += docs.nnz
 
@@ -145,7 +147,7 @@ def grid_pass(queries: sp.csr_matrix, shards, grid: list[tuple[int, int]], k: in
     pruned_q = {qk: prune_csr(queries, qk) for qk in {qk for qk, _ in grid}}
     grid = list(dict.fromkeys(grid))
     tops = {p: TopK(queries.shape[0], k) for p in grid}
-    stats = {p: PointStats(queries.shape[1]) for p in grid}
+    by_dk = {dk: PointStats(queries.shape[1]) for _, dk in grid}  # the index of a dk serves every qk
     # unpruned first, then dk descending: each pruning starts from the previous one (pruning nests)
     budgets = sorted({dk for _, dk in grid}, key=lambda dk: (dk != 0, -dk))
     for offset, shard in shards:
@@ -153,11 +155,11 @@ def grid_pass(queries: sp.csr_matrix, shards, grid: list[tuple[int, int]], k: in
         for dk in budgets:
             docs = prune_csr(docs, dk) if dk else shard
             index = docs.T.tocsr()
+            by_dk[dk].add(docs)
             for point in [p for p in grid if p[1] == dk]:
-                stats[point].add(docs)
                 tops[point].add(shard_topk(pruned_q[point[0]], docs, k, threads, index), offset)
                 if on_pruned is not None:
                     on_pruned(point, offset, docs)
             del index
         del docs, shard
-    return tops, stats, {p: pruned_q[p[0]] for p in grid}
+    return tops, {p: by_dk[p[1]] for p in grid}, {p: pruned_q[p[0]] for p in grid}

@@ -132,3 +132,34 @@ def test_per_query_metrics_and_their_mean_by_hand(tmp_path):
     lines = gzip.open(path, "rt").read().splitlines()
     assert lines[:3] == ["q1 Q0 d1 1 3 r", "q1 Q0 d2 2 2 r", "q1 Q0 d3 3 1 r"] and len(lines) == 4
     assert M.evaluate_run(qrels, read_trec(path)) == agg
+
+
+def test_vectorised_per_query_metrics_equal_ir_measures_on_random_rankings():
+    rng = np.random.default_rng(7)
+    n_q, n_docs, k = 25, 300, 120
+    qids, dids = [f"q{i}" for i in range(n_q)], [f"d{i}" for i in range(n_docs)]
+    qrels = {q: {dids[d]: int(rng.integers(0, 4)) for d in rng.choice(n_docs, rng.integers(1, 6), replace=False)}
+             for q in qids}
+    qrels["never"] = {dids[0]: 1}  # judged, not among the queries: scores 0
+    rows = np.full((n_q, k), -1)
+    run = {}
+    for i, q in enumerate(qids):
+        judged = [dids.index(d) for d in qrels[q]]
+        ranked = list(dict.fromkeys(judged + list(rng.permutation(n_docs))))[: int(rng.integers(0, k + 1))]
+        ranked = list(rng.permutation(ranked))
+        rows[i, : len(ranked)] = ranked
+        run[q] = {dids[d]: float(k - r) for r, d in enumerate(ranked)}  # distinct scores, best first
+    fast = M.perquery_topk(qrels, qids, rows, M.judged_rows(qrels, dids)).set_index("query_id")
+    slow = M.perquery(qrels, run).set_index("query_id").loc[fast.index]
+    np.testing.assert_allclose(fast.to_numpy(), slow.to_numpy(), atol=1e-12)
+    assert fast.loc["never"].tolist() == [0.0] * 4 and fast["mrr@10"].gt(0).any()
+
+
+def test_vectorised_per_query_metrics_by_hand():
+    qrels = {"a": {"d1": 2, "d3": 1}, "b": {"d0": 0}}
+    rows = np.array([[3, 1, 2, -1], [0, -1, -1, -1]])  # a: d3 (1), d1 (2), d2 (unjudged); b: only grade 0
+    per = M.perquery_topk(qrels, ["a", "b"], rows, {"d0": 0, "d1": 1, "d3": 3}).set_index("query_id")
+    dcg = 1 / np.log2(2) + 2 / np.log2(3)
+    ideal = 2 / np.log2(2) + 1 / np.log2(3)
+    assert per.loc["a"].tolist() == pytest.approx([1.0, 1.0, 1.0, dcg / ideal])
+    assert per.loc["b"].tolist() == [0.0, 0.0, 0.0, 0.0]  # no relevant document: everything 0

@@ -133,20 +133,18 @@ def pruning_rows(q: sp.csr_matrix, docs, query_ids: list[str], doc_ids: list[str
     tops, stats, pruned_q = grid_pass(q, docs, grid, depth, threads, on_pruned=feed)
     pass_s = time.perf_counter() - t0
     rows, frames = [], []
+    judged = M.judged_rows(qrels, doc_ids)
     for point in grid:
         qk, dk = point
-        run = tops[point].run(query_ids, doc_ids)
-        per = M.perquery(qrels, run)
+        per = M.perquery_topk(qrels, query_ids, tops[point].docs, judged)
         row = {"qk": qk, "dk": dk, **M.aggregate(per), **stats[point].row(pruned_q[point]), "eval_time_s": pass_s}
         if builders[point] is not None:
             cols, found = builders[point].measure(pruned_q[point], k, tops[point].docs, workdir)
-            engine_run = {qid: {doc_ids[i]: float(-r) for r, i in enumerate(d[d >= 0])}
-                          for qid, d in zip(query_ids, found)}
             row.update(cols)
-            row["engine_mrr@10"] = M.aggregate(M.perquery(qrels, engine_run))["mrr@10"]
+            row["engine_mrr@10"] = M.aggregate(M.perquery_topk(qrels, query_ids, found, judged))["mrr@10"]
             builders[point] = None  # the engine's copy of the documents is freed
         if trec is not None:
-            trec(qk, dk, run)
+            trec(qk, dk, tops[point].run(query_ids, doc_ids))
         frames.append(per.assign(qk=qk, dk=dk))
         log.info("qk=%d dk=%d mrr@10=%.4f flops=%.3f l0_q=%.1f l0_d=%.1f%s", qk, dk, row["mrr@10"], row["flops"],
                  row["l0_q"], row["l0_d"],
