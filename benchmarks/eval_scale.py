@@ -168,8 +168,11 @@ def run_case(job: dict) -> dict:
         from splade_exp.stages.evaluate import pruning_rows
 
         t_all = time.perf_counter()
-        result = pruning_rows(q, store, query_ids, doc_ids, qrels, GRID, k=1000, threads=job["threads"])
+        phases: dict = {}
+        result = pruning_rows(q, store, query_ids, doc_ids, qrels, GRID, k=1000, threads=job["threads"],
+                              timings=phases)
         out["eval_s"] = time.perf_counter() - t_all
+        out.update(phases)
         rows = [{k: v for k, v in r.items() if k in ("qk", "dk", *METRICS)} for r in result.rows]
     out["rows"] = rows
     out["peak_rss_mb"] = _peak_rss_mb()

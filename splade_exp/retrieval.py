@@ -137,13 +137,25 @@ class PointStats:
 
 
 def grid_pass(queries: sp.csr_matrix, shards, grid: list[tuple[int, int]], k: int, threads: int = 1,
-              on_pruned=None) -> tuple[dict, dict, dict]:
+              on_pruned=None, timings: dict | None = None) -> tuple[dict, dict, dict]:
     """One pass over ``shards`` (an iterable of (first row, CSR shard)) for every (qk, dk).
 
     Returns, per grid point, its :class:`TopK`, its :class:`PointStats` and the pruned queries.
     ``on_pruned(point, first_row, pruned_shard)`` sees every pruned shard (to build an engine's
-    index from it).
+    index from it). ``timings``, when given, gets the seconds spent reading shards, pruning,
+    retrieving (transpose, top-n product, merge) and counting.
     """
+    import time
+
+    clock = dict.fromkeys(("read_s", "prune_s", "retrieve_s", "stats_s"), 0.0)
+    t = time.perf_counter()
+
+    def tick(phase: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        clock[phase] += now - t
+        t = now
+
     pruned_q = {qk: prune_csr(queries, qk) for qk in {qk for qk, _ in grid}}
     grid = list(dict.fromkeys(grid))
     tops = {p: TopK(queries.shape[0], k) for p in grid}
@@ -151,15 +163,22 @@ def grid_pass(queries: sp.csr_matrix, shards, grid: list[tuple[int, int]], k: in
     # unpruned first, then dk descending: each pruning starts from the previous one (pruning nests)
     budgets = sorted({dk for _, dk in grid}, key=lambda dk: (dk != 0, -dk))
     for offset, shard in shards:
+        tick("read_s")
         docs = shard
         for dk in budgets:
             docs = prune_csr(docs, dk) if dk else shard
-            index = docs.T.tocsr()
+            tick("prune_s")
             by_dk[dk].add(docs)
+            tick("stats_s")
+            index = docs.T.tocsr()
             for point in [p for p in grid if p[1] == dk]:
                 tops[point].add(shard_topk(pruned_q[point[0]], docs, k, threads, index), offset)
+                tick("retrieve_s")
                 if on_pruned is not None:
                     on_pruned(point, offset, docs)
+                    t = time.perf_counter()  # an engine's copy is not the pass's time
             del index
         del docs, shard
+    if timings is not None:
+        timings.update(clock)
     return tops, {p: by_dk[p[1]] for p in grid}, {p: pruned_q[p[0]] for p in grid}

@@ -118,10 +118,11 @@ class Evaluation:
 
 def pruning_rows(q: sp.csr_matrix, docs, query_ids: list[str], doc_ids: list[str], qrels: dict[str, dict[str, int]],
                  grid: list[tuple[int, int]], k: int = 1000, threads: int = 1, engine=None, trec=None,
-                 workdir: str | Path | None = None) -> Evaluation:
+                 workdir: str | Path | None = None, timings: dict | None = None) -> Evaluation:
     """One metrics row per (qk, dk): effectiveness, FLOPS, L0, posting-list statistics and, with an
     engine, its latency columns. ``docs``: a CSR matrix or an iterable of (first row, CSR shard),
-    e.g. a :class:`ShardedVectors`. ``trec(qk, dk, run)`` receives each grid point's run."""
+    e.g. a :class:`ShardedVectors`. ``trec(qk, dk, run)`` receives each grid point's run;
+    ``timings`` (a dict) gets the seconds of each phase of the pass and of the metrics."""
     if sp.issparse(docs):
         docs = [(0, sp.csr_matrix(docs))]
     engine = engine or ExactEngine()
@@ -130,13 +131,16 @@ def pruning_rows(q: sp.csr_matrix, docs, query_ids: list[str], doc_ids: list[str
     builders = {p: engine.builder(q.shape[1], threads) for p in grid}
     feed = (lambda p, offset, pruned: builders[p].add(offset, pruned)) if any(builders.values()) else None
     t0 = time.perf_counter()
-    tops, stats, pruned_q = grid_pass(q, docs, grid, depth, threads, on_pruned=feed)
+    timings = {} if timings is None else timings
+    tops, stats, pruned_q = grid_pass(q, docs, grid, depth, threads, on_pruned=feed, timings=timings)
     pass_s = time.perf_counter() - t0
     rows, frames = [], []
     judged = M.judged_rows(qrels, doc_ids)
     for point in grid:
         qk, dk = point
+        t_metrics = time.perf_counter()
         per = M.perquery_topk(qrels, query_ids, tops[point].docs, judged)
+        timings["metrics_s"] = timings.get("metrics_s", 0.0) + time.perf_counter() - t_metrics
         row = {"qk": qk, "dk": dk, **M.aggregate(per), **stats[point].row(pruned_q[point]), "eval_time_s": pass_s}
         if builders[point] is not None:
             cols, found = builders[point].measure(pruned_q[point], k, tops[point].docs, workdir)
