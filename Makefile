@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-identity clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-identity bench-eval clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,6 +53,9 @@ bench-data: venv  ## reading a large collection and tokenising it once for a swe
 
 bench-identity: venv  ## fingerprinting input files (first, cached), the file:line readers vs text mode (writes JSON)
 	$(PY) benchmarks/identity.py
+
+bench-eval: venv  ## evaluation at 100K-1M synthetic documents: in-memory path vs shards on disk (writes JSON)
+	$(PY) benchmarks/eval_scale.py
 
 clean:
 	rm -rf $(ROOT)

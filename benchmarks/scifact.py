@@ -45,6 +45,9 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "scifact"
 METRICS = ("mrr@10", "ndcg@10", "recall@10", "recall@100", "flops", "l0_q", "l0_d")
+# the latency engine's columns (conf/eval/engine/seismic.yaml, the default)
+ENGINE = ("latency_mean_ms", "latency_p50_ms", "latency_p99_ms", "index_size_mb", "recall@1000_vs_exact",
+          "engine_mrr@10")
 
 # Fine-tuning: ~4 epochs of the 919 training pairs at batch 32; a low learning rate because the
 # backbone is already a trained SPLADE model; the chunked head keeps B x L x |V| logits out of memory.
@@ -87,21 +90,22 @@ def one_run(label: str, overrides: list[str]) -> dict:
     frame = run(cfg)
     wall = time.perf_counter() - t0
     print(f"  {label}: {wall:.0f}s", flush=True)
-    rows = frame[["qk", "dk", *METRICS]].to_dict("records")
+    rows = frame[["qk", "dk", *METRICS, *[c for c in ENGINE if c in frame]]].to_dict("records")
     return {"label": label, "run_id": str(frame.run_id.iloc[0]), "status": str(frame.status.iloc[0]),
             "wall_s": wall, "run_wall_time_s": float(frame.wall_time_s.iloc[0]), "overrides": overrides,
             "rows": [{k: (int(v) if k in ("qk", "dk") else float(v)) for k, v in r.items()} for r in rows]}
 
 
 def table(summary: dict) -> str:
-    lines = ["| model | qk | dk | MRR@10 | nDCG@10 | R@10 | R@100 | FLOPS | L0 q | L0 d |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | qk | dk | MRR@10 | nDCG@10 | R@10 | R@100 | FLOPS | L0 q | L0 d | p50 ms | p99 ms | R@1000 vs exact |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     entries = [(r["label"], row) for r in summary["runs"] for row in r["rows"]]
     entries.append(("BM25", summary["bm25"]))
     for label, row in entries:
         lines.append(f"| {label} | {row['qk']} | {row['dk']} | {row['mrr@10']:.3f} | {row['ndcg@10']:.3f} | "
                      f"{row['recall@10']:.3f} | {row['recall@100']:.3f} | {row['flops']:.2f} | "
-                     f"{row['l0_q']:.1f} | {row['l0_d']:.1f} |")
+                     f"{row['l0_q']:.1f} | {row['l0_d']:.1f} | {row.get('latency_p50_ms', float('nan')):.2f} | "
+                     f"{row.get('latency_p99_ms', float('nan')):.2f} | {row.get('recall@1000_vs_exact', float('nan')):.3f} |")
     return "\n".join(lines)
 
 

@@ -67,14 +67,21 @@ def bm25_key(cfg: DictConfig) -> dict:
 
 
 def ensure_bm25(cfg: DictConfig, collection) -> Path:
-    """BM25 rows of this collection and split, written once per sweep (again with ``force=true``)."""
-    from splade_exp.baselines.bm25 import bm25_row
+    """BM25 rows of this collection and split, written once per sweep (again with ``force=true``), with
+    their per-query metrics and run file (``runfiles``); the results file is written last (it marks the
+    others complete)."""
+    from splade_exp.baselines.bm25 import bm25_evaluation
+    from splade_exp.runfiles import perquery_path, trec_path, write_perquery, write_trec
 
-    key = bm25_key(cfg)
-    path = Path(cfg.paths.results_dir) / cfg.sweep / f"bm25-{config_hash(key)}.parquet"
+    rid = f"bm25-{config_hash(bm25_key(cfg))}"
+    results_dir = Path(cfg.paths.results_dir) / cfg.sweep
+    path = results_dir / f"{rid}.parquet"
     if cfg.force or not path.exists():
-        row = bm25_row(collection, cfg.data.eval_split)
-        frame = make_frame([row], {"run_id": f"bm25-{config_hash(key)}", "sweep": cfg.sweep, "system": "bm25",
+        row, per, bm25_run = bm25_evaluation(collection, cfg.data.eval_split, k=cfg.eval.k)
+        write_trec(trec_path(results_dir, rid, 0, 0), bm25_run, rid)
+        write_perquery(perquery_path(results_dir, rid),
+                       [per.assign(run_id=rid, system="bm25", model="BM25", seed=int(cfg.seed))])
+        frame = make_frame([row], {"run_id": rid, "sweep": cfg.sweep, "system": "bm25",
                                    "model": "BM25", "status": "completed", "diverged_step": None,
                                    "data": cfg.data.name})
         write_results(path, frame)
@@ -224,6 +231,29 @@ def normalise_paths(cfg: DictConfig) -> None:
                 cfg.paths[key] = norm
 
 
+def evaluate(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path, rid: str):
+    """Rows of the pruning grid and per-query metrics (rank 0; (``[]``, None) on other ranks), with
+    the TREC run file of every grid point; vectors stored under ``run_dir/vectors``."""
+    from hydra.utils import instantiate
+
+    from splade_exp.data.identity import data_identity
+    from splade_exp.runfiles import trec_path, write_trec
+    from splade_exp.stages.evaluate import evaluate_encoder
+
+    device = _device(cfg)
+    encoder.to(device)
+    e = cfg.eval
+    results_dir = Path(cfg.paths.results_dir) / cfg.sweep
+    result = evaluate_encoder(
+        encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid, cfg.data.query_max_length,
+        cfg.data.doc_max_length, cfg.trainer.eval_batch_size, device, store_dir=run_dir / "vectors",
+        data_key={"data": data_identity(cfg.data, cfg.paths.artifacts_dir), "collection": collection.key()},
+        pooling=cfg.head.pooling, engine=instantiate(e.engine), threads=e.threads or os.cpu_count() or 1,
+        shard_size=e.shard_size, k=e.k, progress=cfg.trainer.enable_progress_bar,
+        trec=lambda qk, dk, run: write_trec(trec_path(results_dir, rid, qk, dk), run, rid))
+    return result.rows, (result.perquery if result.rows else None)
+
+
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Run one experiment; returns (and writes) its result rows. Finished runs are skipped (module doc)."""
     prepare_process(cfg)
@@ -349,22 +379,18 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
     elif cfg.stage != "evaluate":
         raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
 
-    from splade_exp.stages.evaluate import distributed_world, evaluate_encoder, parse_grid
+    from splade_exp.stages.evaluate import distributed_world, parse_grid
 
     # Rank 0 computes the metrics and writes the results. Under a process group (DDP in srun tasks)
-    # every rank encodes a shard of the collection for it; without one, the other ranks stop here.
-    rows = []
+    # every rank encodes shards of the collection to disk for it; without one, the other ranks stop here.
+    rows, perquery = [], None
     rank, world = distributed_world()
     if rank == 0:
         ensure_bm25(cfg, collection)
     if status == "diverged":  # no meaningful vectors: one row per grid point, metrics missing
         rows = [{"qk": qk, "dk": dk} for qk, dk in parse_grid(cfg.prune.grid)] if rank == 0 else []
     elif rank == 0 or world > 1:
-        device = _device(cfg)
-        encoder.to(device)
-        rows = evaluate_encoder(encoder, tokenizer, collection, cfg.data.eval_split, cfg.prune.grid,
-                                cfg.data.query_max_length, cfg.data.doc_max_length,
-                                cfg.trainer.eval_batch_size, device)
+        rows, perquery = evaluate(cfg, encoder, tokenizer, collection, run_dir, rid)
     common = {
         "run_id": rid, "eval_id": eid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
@@ -376,6 +402,11 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
     }
     frame = make_frame(rows, common)
     if rank == 0:
+        if perquery is not None:  # before the results file, which marks the run finished
+            from splade_exp.runfiles import perquery_path, write_perquery
+
+            write_perquery(perquery_path(out.parent, rid), [perquery.assign(
+                run_id=rid, system="splade", model=cfg.model or "", seed=int(cfg.seed))])
         write_results(out, frame)
         log.info("wrote %d rows to %s", len(frame), out)
         tracking.log_results(logger, frame, step)

@@ -38,6 +38,16 @@ METRIC_COLS = (
     "posting_max",
     "posting_var",
 )
+# the latency engine's columns (splade_exp/engines.py), NaN for eval/engine=exact
+ENGINE_COLS = (
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "index_size_mb",
+    "index_build_s",
+    "recall@1000_vs_exact",
+    "engine_mrr@10",
+)
 HEAD_DIAG_COLS = (
     "head.norm_before",
     "head.norm_after",
@@ -57,7 +67,7 @@ EMLM_COLS = (
     "emlm.non-neg-terms-avg",
     "emlm.non-neg-terms-std",
 )
-FLOAT_COLS = ("wall_time_s", "head_k") + METRIC_COLS + HEAD_DIAG_COLS + EMLM_COLS
+FLOAT_COLS = ("wall_time_s", "head_k") + METRIC_COLS + ENGINE_COLS + HEAD_DIAG_COLS + EMLM_COLS
 EXPECTED_COLS = STRING_COLS + INT_COLS + FLOAT_COLS
 
 CURVE_STRING_COLS = ("artifact_id", "pretrain", "split")

@@ -28,6 +28,11 @@ def _support(token_lists: list[list[str]], vocab: dict[str, int]) -> sp.csr_matr
 
 
 def bm25_row(collection, split: str, k1: float = 1.2, b: float = 0.75, k: int = 1000) -> dict:
+    return bm25_evaluation(collection, split, k1, b, k)[0]
+
+
+def bm25_evaluation(collection, split: str, k1: float = 1.2, b: float = 0.75, k: int = 1000):
+    """(results row, per-query metrics frame, run) of BM25 on ``split``."""
     import bm25s
     import Stemmer
 
@@ -49,5 +54,7 @@ def bm25_row(collection, split: str, k1: float = 1.2, b: float = 0.75, k: int = 
             run[query_ids[i]] = {doc_ids[j]: float(s) for j, s in zip(res[row], scores[row]) if s > 0}
     vocab = {t: j for j, t in enumerate(sorted({t for toks in doc_tokens for t in toks}))}
     dq, dd = _support(query_tokens, vocab), _support(doc_tokens, vocab)
-    return {"qk": 0, "dk": 0, **M.evaluate_run(qrels, run), "flops": M.flops_cost(dq, dd),
-            "l0_q": M.mean_l0(dq), "l0_d": M.mean_l0(dd), **M.posting_stats(dd)}
+    per = M.perquery(qrels, run)
+    row = {"qk": 0, "dk": 0, **M.aggregate(per), "flops": M.flops_cost(dq, dd),
+           "l0_q": M.mean_l0(dq), "l0_d": M.mean_l0(dd), **M.posting_stats(dd)}
+    return row, per.assign(qk=0, dk=0), run

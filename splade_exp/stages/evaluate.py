@@ -1,31 +1,44 @@
-"""Evaluation: encode the corpus and the queries once, then for every (qk, dk) of the pruning grid
-prune, index, retrieve exactly, and measure effectiveness and cost (METHOD §3).
+"""Evaluation: encode the corpus and the queries once, to shards on disk, then for every (qk, dk)
+of the pruning grid prune, index, retrieve exactly, and measure effectiveness and cost (METHOD §3).
 
-Under data parallelism (a process group is up, e.g. after DDP training in srun tasks) every rank
-encodes a contiguous shard of the corpus and of the queries and rank 0 gathers the shards in order:
-the metrics need the whole collection (FLOPS and posting lists over the whole index, ranks among
-all documents), so they are computed on rank 0 only, and the other ranks return no rows.
+Encoding writes the pooled vectors as CSR shards under the run directory
+(:mod:`splade_exp.vectors`), keyed on what they depend on (model weights, tokenizer, texts,
+lengths, pooling): a relaunch after a kill encodes only the missing shards, and a re-evaluation of
+the same weights with another grid, engine or k encodes nothing. Under data parallelism (a
+process group is up, e.g. after DDP training in srun tasks) every rank encodes and writes its own
+shards, the ranks meet at a barrier, and rank 0 evaluates from disk: the metrics need the whole
+collection (FLOPS and posting lists over the whole index, ranks among all documents), and
+streaming the shards (:mod:`splade_exp.retrieval`) keeps rank 0's memory at one shard plus
+(queries × k), whatever the collection's size. The other ranks return no rows.
 """
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
 from splade_exp import metrics as M
+from splade_exp.engines import ExactEngine
 from splade_exp.models.encoder import SpladeEncoder
-from splade_exp.sparse import check_prune_k, prune_csr, to_csr
+from splade_exp.retrieval import grid_pass
+from splade_exp.sparse import check_prune_k, to_csr
+from splade_exp.vectors import ShardedVectors, tokenizer_fingerprint, weights_fingerprint
 
 log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
 def encode(encoder: SpladeEncoder, tokenizer, texts: list[str], max_length: int, batch_size: int = 128,
-           device: torch.device | str = "cpu") -> sp.csr_matrix:
-    """Pooled term weights of ``texts`` as a CSR matrix (rows in input order)."""
+           device: torch.device | str = "cpu", progress=None) -> sp.csr_matrix:
+    """Pooled term weights of ``texts`` as a CSR matrix (rows in input order); ``progress`` (a tqdm
+    bar) advances by the texts of each batch."""
     encoder.eval()
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch
     rows: list[sp.csr_matrix] = []
@@ -35,6 +48,8 @@ def encode(encoder: SpladeEncoder, tokenizer, texts: list[str], max_length: int,
                         padding=True, return_tensors="pt")
         w = encoder(enc["input_ids"].to(device), enc["attention_mask"].to(device))
         rows.append(to_csr(w))
+        if progress is not None:
+            progress.update(len(idx))
     stacked = sp.vstack(rows).tocsr() if rows else sp.csr_matrix((0, encoder.vocab_size), dtype=np.float32)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
@@ -52,23 +67,32 @@ def distributed_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), 1
 
 
-def encode_sharded(encoder: SpladeEncoder, tokenizer, texts: list[str], max_length: int, batch_size: int = 128,
-                   device: torch.device | str = "cpu") -> sp.csr_matrix | None:
-    """:func:`encode` split over the ranks of the process group: the whole matrix on rank 0, None elsewhere.
-
-    Rank r encodes texts ``[r·n/W, (r+1)·n/W)``; the shards are gathered to rank 0 as CSR matrices
-    (only the non-zeros travel) and stacked in rank order, so row i is ``texts[i]`` as with one process.
-    """
+def _barrier() -> None:
     import torch.distributed as dist
 
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def encode_to_store(encoder: SpladeEncoder, tokenizer, texts: list[str], store: ShardedVectors, max_length: int,
+                    batch_size: int = 128, device: torch.device | str = "cpu", progress: bool = False,
+                    what: str = "texts") -> list[int]:
+    """Encode the shards of ``store`` that are missing; shard ``i`` by rank ``i mod W``. Every rank
+    of a process group must call it (it ends at a barrier). Returns the shards this rank wrote."""
+    from tqdm.auto import tqdm
+
     rank, world = distributed_world()
-    if world == 1:
-        return encode(encoder, tokenizer, texts, max_length, batch_size, device)
-    bounds = np.linspace(0, len(texts), world + 1).astype(int)
-    shard = encode(encoder, tokenizer, texts[bounds[rank] : bounds[rank + 1]], max_length, batch_size, device)
-    shards = [None] * world if rank == 0 else None
-    dist.gather_object(shard, shards, dst=0)
-    return sp.vstack(shards).tocsr() if rank == 0 else None
+    mine = [i for i in store.missing() if i % world == rank]
+    total = sum(hi - lo for lo, hi in map(store.bounds, mine))
+    if mine:
+        log.info("encoding %d %s in %d of %d shards (rank %d)", total, what, len(mine), store.num_shards, rank)
+    with tqdm(total=total, unit=" " + what, desc=f"encode {what}", disable=not progress or not total,
+              dynamic_ncols=True) as bar:
+        for i in mine:
+            lo, hi = store.bounds(i)
+            store.write(i, encode(encoder, tokenizer, texts[lo:hi], max_length, batch_size, device, bar))
+    _barrier()
+    return mine
 
 
 def parse_grid(grid) -> list[tuple[int, int]]:
@@ -83,35 +107,88 @@ def parse_grid(grid) -> list[tuple[int, int]]:
     return points
 
 
-def pruning_rows(q: sp.csr_matrix, d: sp.csr_matrix, query_ids: list[str], doc_ids: list[str],
-                 qrels: dict[str, dict[str, int]], grid: list[tuple[int, int]], k: int = 1000) -> list[dict]:
-    """One metrics row per (qk, dk): effectiveness, FLOPS, L0 and posting-list statistics."""
-    rows = []
-    for qk, dk in grid:
-        t0 = time.perf_counter()
-        qp, dp = prune_csr(q, qk), prune_csr(d, dk)
-        run = M.retrieve(qp, dp, query_ids, doc_ids, k=min(k, len(doc_ids)))
-        row = {"qk": qk, "dk": dk, **M.evaluate_run(qrels, run), "flops": M.flops_cost(qp, dp),
-               "l0_q": M.mean_l0(qp), "l0_d": M.mean_l0(dp), **M.posting_stats(dp)}
-        row["eval_time_s"] = time.perf_counter() - t0
-        log.info("qk=%d dk=%d mrr@10=%.4f flops=%.3f l0_q=%.1f l0_d=%.1f", qk, dk, row["mrr@10"], row["flops"], row["l0_q"], row["l0_d"])
+@dataclass
+class Evaluation:
+    """Rows of the pruning grid, per-query metrics (qk, dk, query_id, metrics), the stores used."""
+
+    rows: list[dict]
+    perquery: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stores: list[ShardedVectors] = field(default_factory=list)
+
+
+def pruning_rows(q: sp.csr_matrix, docs, query_ids: list[str], doc_ids: list[str], qrels: dict[str, dict[str, int]],
+                 grid: list[tuple[int, int]], k: int = 1000, threads: int = 1, engine=None, trec=None,
+                 workdir: str | Path | None = None, timings: dict | None = None) -> Evaluation:
+    """One metrics row per (qk, dk): effectiveness, FLOPS, L0, posting-list statistics and, with an
+    engine, its latency columns. ``docs``: a CSR matrix or an iterable of (first row, CSR shard),
+    e.g. a :class:`ShardedVectors`. ``trec(qk, dk, run)`` receives each grid point's run;
+    ``timings`` (a dict) gets the seconds of each phase of the pass and of the metrics."""
+    if sp.issparse(docs):
+        docs = [(0, sp.csr_matrix(docs))]
+    engine = engine or ExactEngine()
+    grid = list(dict.fromkeys(grid))
+    depth = min(k, len(doc_ids))
+    builders = {p: engine.builder(q.shape[1], threads) for p in grid}
+    feed = (lambda p, offset, pruned: builders[p].add(offset, pruned)) if any(builders.values()) else None
+    t0 = time.perf_counter()
+    timings = {} if timings is None else timings
+    tops, stats, pruned_q = grid_pass(q, docs, grid, depth, threads, on_pruned=feed, timings=timings)
+    pass_s = time.perf_counter() - t0
+    rows, frames = [], []
+    judged = M.judged_rows(qrels, doc_ids)
+    for point in grid:
+        qk, dk = point
+        t_metrics = time.perf_counter()
+        per = M.perquery_topk(qrels, query_ids, tops[point].docs, judged)
+        timings["metrics_s"] = timings.get("metrics_s", 0.0) + time.perf_counter() - t_metrics
+        row = {"qk": qk, "dk": dk, **M.aggregate(per), **stats[point].row(pruned_q[point]), "eval_time_s": pass_s}
+        if builders[point] is not None:
+            cols, found = builders[point].measure(pruned_q[point], k, tops[point].docs, workdir)
+            row.update(cols)
+            row["engine_mrr@10"] = M.aggregate(M.perquery_topk(qrels, query_ids, found, judged))["mrr@10"]
+            builders[point] = None  # the engine's copy of the documents is freed
+        if trec is not None:
+            trec(qk, dk, tops[point].run(query_ids, doc_ids))
+        frames.append(per.assign(qk=qk, dk=dk))
+        log.info("qk=%d dk=%d mrr@10=%.4f flops=%.3f l0_q=%.1f l0_d=%.1f%s", qk, dk, row["mrr@10"], row["flops"],
+                 row["l0_q"], row["l0_d"],
+                 f" latency p50={row['latency_p50_ms']:.2f}ms" if "latency_p50_ms" in row else "")
         rows.append(row)
-    return rows
+    return Evaluation(rows, pd.concat(frames, ignore_index=True))
 
 
 def evaluate_encoder(encoder: SpladeEncoder, tokenizer, collection, split: str, grid, query_max_length: int,
-                     doc_max_length: int, batch_size: int = 128, device="cpu") -> list[dict]:
+                     doc_max_length: int, batch_size: int = 128, device="cpu", *, store_dir: str | Path | None = None,
+                     data_key=None, pooling: str = "max", engine=None, threads: int = 1, shard_size: int = 100_000,
+                     k: int = 1000, progress: bool = False, trec=None) -> Evaluation:
     """Rows of the pruning grid. Under a process group every rank must call it; rank 0 gets the rows,
-    the other ranks an empty list."""
+    the other ranks an empty :class:`Evaluation`.
+
+    ``store_dir``: where the vector shards live (``runs/<run_id>/vectors``; a temporary directory
+    when None). ``data_key``: what identifies the texts (default: ``collection.key()``)."""
     points = parse_grid(grid)  # bad grids fail before any encoding
     qrels = collection.split(split)
     query_ids = [qid for qid in qrels if qid in collection.queries]
     doc_ids = list(collection.corpus)
-    t0 = time.perf_counter()
-    d = encode_sharded(encoder, tokenizer, [collection.corpus[i] for i in doc_ids], doc_max_length, batch_size, device)
-    q = encode_sharded(encoder, tokenizer, [collection.queries[i] for i in query_ids], query_max_length, batch_size,
-                       device)
-    if d is None:  # not rank 0: the shards are on rank 0
-        return []
-    log.info("encoded %d documents and %d queries in %.1fs", len(doc_ids), len(query_ids), time.perf_counter() - t0)
-    return pruning_rows(q, d, query_ids, doc_ids, qrels, points)
+    with tempfile.TemporaryDirectory(prefix="vectors-") as tmp:
+        root = Path(store_dir) if store_dir is not None else Path(tmp)
+        model = {"weights": weights_fingerprint(encoder), "tokenizer": tokenizer_fingerprint(tokenizer),
+                 "pooling": pooling, "texts": collection.key() if data_key is None else data_key}
+        docs = ShardedVectors.open(root, "docs", {**model, "side": "docs", "max_length": doc_max_length},
+                                   len(doc_ids), encoder.vocab_size, shard_size)
+        queries = ShardedVectors.open(root, "queries", {**model, "side": "queries", "split": split,
+                                                        "max_length": query_max_length},
+                                      len(query_ids), encoder.vocab_size, shard_size)
+        t0 = time.perf_counter()
+        encode_to_store(encoder, tokenizer, [collection.corpus[i] for i in doc_ids], docs, doc_max_length, batch_size,
+                        device, progress, "documents")
+        encode_to_store(encoder, tokenizer, [collection.queries[i] for i in query_ids], queries, query_max_length,
+                        batch_size, device, progress, "queries")
+        rank, _ = distributed_world()
+        if rank != 0:
+            return Evaluation([])
+        log.info("vectors of %d documents and %d queries ready in %.1fs (%s)", len(doc_ids), len(query_ids),
+                 time.perf_counter() - t0, docs.path)
+        result = pruning_rows(queries.matrix(), docs, query_ids, doc_ids, qrels, points, k, threads, engine, trec, root)
+        result.stores = [docs, queries]
+        return result

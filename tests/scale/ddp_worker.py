@@ -125,10 +125,12 @@ def train(regularizer: str, init_state: dict, world_size: int, root: Path):
 
 
 def worker(rank: int, world_size: int, port: int, out: str) -> None:
-    """One rank: train with both regularisers, then encode a text list sharded; rank 0 saves."""
+    """One rank: train with both regularisers, then encode a text list into shards on disk (each
+    rank its own shards); rank 0 saves what it trained, which shards each rank wrote, the matrix."""
     import torch.distributed as dist
 
-    from splade_exp.stages.evaluate import encode_sharded
+    from splade_exp.stages.evaluate import encode_to_store
+    from splade_exp.vectors import ShardedVectors
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
@@ -140,10 +142,13 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
         module, rows = train(regularizer, init_state, world_size, out / f"rank{rank}")
         result[regularizer] = {"rows": rows, "state": {k: v.detach().clone() for k, v in module.encoder.state_dict().items()}}
     assert dist.is_initialized(), "the process group must outlive trainer.fit for the sharded evaluation"
-    encoded = encode_sharded(module.encoder, WordTokenizer(), texts(), max_length=32, batch_size=4)
-    assert (encoded is None) == (rank != 0)
-    if rank == 0:
-        result["encoded"] = encoded
+    store = ShardedVectors.open(out / "vectors", "docs", {"test": "ddp"}, len(texts()), VOCAB, shard_size=3)
+    wrote = encode_to_store(module.encoder, WordTokenizer(), texts(), store, max_length=32, batch_size=4)
+    shards = [None] * world_size
+    dist.all_gather_object(shards, wrote)  # only the shard numbers travel, for the test
+    if rank == 0:  # after the barrier in encode_to_store: every shard is on disk
+        result["encoded"] = store.matrix()
+        result["wrote"] = shards
         torch.save(result, out / "ddp.pt")
     # Leave together: a rank exiting with the group alive can abort in gloo's teardown (SIGABRT,
     # "terminate called without an active exception") while the other still uses it.
