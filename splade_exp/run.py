@@ -4,8 +4,8 @@ Stages: collection -> BM25 baseline -> backbone -> output head (vocabulary, init
 -> SPLADE fine-tuning (resumable) -> evaluation over the pruning grid -> one Parquet file.
 Tests call :func:`run` directly with a composed config.
 
-A launch, in order: the run id and eval id (:mod:`splade_exp.identity`); results whose eval id
-matches end it at once ("already finished"); the config is checked (:mod:`splade_exp.checks`);
+A launch, in order: the config is checked (:mod:`splade_exp.checks`); the run id and eval id
+(:mod:`splade_exp.identity`); results whose eval id matches end it at once ("already finished");
 the run lock is taken (:mod:`splade_exp.runlock`: one process per run id under a root); the run
 directory is cleared of temporaries a killed process left, and the log says when the inputs
 differ from those of an earlier run of the same config. Then: a finished training (its final
@@ -258,6 +258,9 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     """Run one experiment; returns (and writes) its result rows. Finished runs are skipped (module doc)."""
     prepare_process(cfg)
     normalise_paths(cfg)
+    # before any work, even reading the inputs for the run id: a bad value fails now, and nothing
+    # (not even the cache of input fingerprints) is written for a config that cannot run
+    check_config(cfg)
     config, inputs = training_config(cfg), run_inputs(cfg)
     rid, eid = identity_hash(config, inputs), eval_id(cfg)
     out = results_path(cfg, rid)
@@ -268,7 +271,6 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     if out.exists() and not cfg.force:
         log.info("run %s: trained, but not evaluated with these settings (eval id %s, the results hold %s): "
                  "evaluating it again", rid, eid, _eval_ids(out))
-    check_config(cfg)  # before any work: a bad value fails now, not after training
     run_dir = Path(cfg.paths.runs_dir) / rid
     lock = RunLock(run_dir, cfg.get("lock", "wait"), requested_processes(cfg.trainer),
                    finished=lambda: not cfg.force and finished_results(out, eid) is not None,
