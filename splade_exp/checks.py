@@ -8,7 +8,9 @@ with one bad value fails at once, naming the job's overrides, instead of at job 
 What is checked: ``prune.grid`` (pairs of non-negative integers), ``stage``, ``vocab.size``
 (a positive integer), the data source (paths exist and are readable; options make sense;
 :mod:`splade_exp.data.sources`), a local ``backbone.name_or_path`` (a directory with a config,
-weights and tokenizer files), ``pretrain.checkpoint`` (exists, its safetensors header parses).
+weights and tokenizer files), ``pretrain.checkpoint`` (exists, its safetensors header parses),
+the corpora ``vocab.corpus`` / ``pretrain.corpus`` (``in_domain``, ``general`` or an existing path)
+and the EMLM stage's ``pretrain.missing`` / ``checkpoint_every_n_steps`` / wait settings.
 Checks that need the data (a unigram ``vocab.size`` larger than the corpus's distinct words,
 malformed lines, unknown qrels ids) run when the job reads it, still before training.
 """
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train", "evaluate")
+STAGES = ("train", "evaluate", "pretrain")
 
 
 class ConfigError(ValueError):
@@ -53,10 +55,40 @@ def check_prune_grid(grid) -> None:
                 raise ConfigError(str(err)) from None
 
 
+def check_corpus(spec, key: str) -> None:
+    """A corpus spec: ``in_domain``, ``general`` or an existing file or directory."""
+    if spec in ("in_domain", "general"):
+        return
+    p = Path(str(spec)).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{key}={spec}: not 'in_domain', 'general' or an existing file (one text a line, or a "
+                          "Parquet/JSON dataset) or directory of dataset files")
+
+
+def check_pretrain(pretrain) -> None:
+    from splade_exp.stages.pretrain import MISSING
+
+    if pretrain.get("missing", "build") not in MISSING:
+        raise ConfigError(f"pretrain.missing must be one of {MISSING} (build it in this job, wait for another job "
+                          f"to publish it, or stop), got {pretrain.get('missing')!r}")
+    every = pretrain.get("checkpoint_every_n_steps", 0)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ConfigError(f"pretrain.checkpoint_every_n_steps must be an integer >= 0 (0: only on preemption), "
+                          f"got {every!r}")
+    for key in ("wait_timeout_min", "wait_poll_s"):
+        value = pretrain.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"pretrain.{key} must be a positive number, got {value!r}")
+    for key in ("steps", "batch_size"):
+        _positive_int(pretrain.get(key), f"pretrain.{key}")
+    if pretrain.get("corpus") is not None:
+        check_corpus(pretrain.corpus, "pretrain.corpus")
+
+
 def check_pretrain_checkpoint(path) -> None:
     from safetensors import safe_open
 
-    from splade_exp.vocab.emlm_pretrain import CHECKPOINT
+    from splade_exp.stages.pretrain import CHECKPOINT
 
     p = Path(str(path)).expanduser()
     file = p / CHECKPOINT if p.is_dir() else p
@@ -83,6 +115,7 @@ def check_config(cfg: DictConfig) -> None:
     vocab = cfg.get("vocab")
     if vocab is not None and vocab.get("kind") == "unigram":
         _positive_int(vocab.get("size"), "vocab.size")
+        check_corpus(vocab.get("corpus", "in_domain"), "vocab.corpus")
     make_source(cfg.data, cfg.paths.artifacts_dir)
     for key in ("query_max_length", "doc_max_length"):
         _positive_int(cfg.data.get(key), f"data.{key}")
@@ -90,8 +123,11 @@ def check_config(cfg: DictConfig) -> None:
     if name and looks_local(name):
         check_local_model(name)
     pretrain = cfg.get("pretrain")
-    if pretrain is not None and pretrain.get("enabled") and pretrain.get("checkpoint"):
-        check_pretrain_checkpoint(pretrain.checkpoint)
+    if pretrain is not None and pretrain.get("enabled"):
+        if pretrain.get("checkpoint"):
+            check_pretrain_checkpoint(pretrain.checkpoint)
+        else:
+            check_pretrain(pretrain)
 
 
 # --------------------------------------------------------------------------- whole sweep

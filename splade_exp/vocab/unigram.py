@@ -1,9 +1,11 @@
 """Unigram output vocabularies (P1 §4): the top-N words of a corpus, after the tokenizer's own
 normalisation and pre-tokenisation (lower-casing, accent stripping, punctuation split, ...).
 
-Selection: count every word of the chosen corpus (:func:`splade_exp.data.masking.split_words`),
-drop words without a single alphanumeric character (bare punctuation), rank by frequency
-(descending), break ties by the word itself (ascending), keep the first ``vocab.size``.
+Selection: count every word of the chosen corpus (:mod:`splade_exp.data.words`; streamed from
+``vocab.corpus`` and counted in ``vocab.count_processes`` processes by
+:mod:`splade_exp.vocab.counting`), drop words without a single alphanumeric character (bare
+punctuation), rank by frequency (descending), break ties by the word itself (ascending), keep
+the first ``vocab.size``.
 
 The vocabulary file is an artifact ``vocab/unigram-<hash>/`` keyed by the backbone (its tokenizer
 defines "word"), the data source and the ``vocab`` config; it holds ``vocab.tsv`` (word, count,
@@ -15,21 +17,11 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
 
 from splade_exp import artifacts
-from splade_exp.data.collection import DataError, read_lines
-from splade_exp.data.masking import split_words
+from splade_exp.vocab.counting import count_words
 
 CORPORA = ("in_domain", "general")
-
-
-def count_words(tokenizer, texts: Iterable[str]) -> Counter:
-    """Frequency of every normalised word of ``texts``."""
-    counts: Counter = Counter()
-    for text in texts:
-        counts.update(split_words(tokenizer, text))
-    return counts
 
 
 def select_unigrams(counts: Counter, size: int) -> list[str]:
@@ -45,26 +37,23 @@ def select_unigrams(counts: Counter, size: int) -> list[str]:
     return ranked[:size]
 
 
-def corpus_texts(corpus: str, collection) -> list[str]:
-    """Texts of a corpus spec: ``in_domain`` (the collection's documents), ``general`` (its general
-    corpus) or a path to a text file with one paragraph a line."""
-    if corpus == "in_domain":
-        return list(collection.corpus.values())
-    if corpus == "general":
-        return collection.general_texts()
-    path = Path(os.path.expanduser(str(corpus)))
-    if not path.is_file():
-        raise DataError(f"{path}: corpus is not 'in_domain', 'general' or an existing text file")
-    return read_lines(path)
+def corpus_key(corpus: str, text_field: str | None = None) -> dict:
+    """What identifies a corpus spec in artifact keys: a file by its path, size and mtime; a
+    dataset directory by those of its files; a dataset (Parquet/JSON) also by its text column."""
+    from splade_exp.data.corpus import HF_SUFFIXES
 
-
-def corpus_key(corpus: str) -> dict:
-    """What identifies a corpus spec in artifact keys (a file by its path, size and mtime)."""
     if corpus in CORPORA:
         return {"corpus": corpus}
     p = Path(os.path.expanduser(str(corpus))).resolve()
-    st = p.stat() if p.exists() else None
-    return {"corpus": str(p), "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        key = {"corpus": str(p), "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+    else:
+        st = p.stat() if p.exists() else None
+        key = {"corpus": str(p), "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+    if p.is_dir() or p.suffix.lower() in HF_SUFFIXES:
+        key["text_field"] = text_field
+    return key
 
 
 def backbone_key(cfg) -> dict:
@@ -108,20 +97,28 @@ def read_vocab(path: str | Path) -> list[str]:
         return [line.rstrip("\n").split("\t")[0] for line in fh if line.strip()]
 
 
-def build_unigram_vocab(out: Path, tokenizer, texts: list[str], size: int) -> None:
-    counts = count_words(tokenizer, texts)
+def build_unigram_vocab(out: Path, tokenizer, source, size: int, processes: int | None = None) -> None:
+    counts = count_words(tokenizer, source, processes)
     write_vocab(out, select_unigrams(counts, size), counts)
 
 
-def unigram_vocabulary(cfg, tokenizer, collection, artifacts_dir) -> tuple[list[str], dict]:
-    """(words in id order, info) of the configured unigram vocabulary, built once per key."""
-    v = cfg.vocab
-    key = {**backbone_key(cfg), "data": data_key(cfg), "vocab": {"kind": v.kind, "size": int(v.size),
-                                                                 **corpus_key(v.corpus)}}
-    path = artifacts.artifact(
-        artifacts_dir, "vocab", "unigram", key,
-        lambda out: build_unigram_vocab(out, tokenizer, corpus_texts(v.corpus, collection), int(v.size)),
-    )
+def unigram_vocabulary(vocab, backbone_id: dict, data_id: dict, tokenizer, collection,
+                       artifacts_dir) -> tuple[list[str], dict]:
+    """(words in id order, info) of the ``vocab`` config's unigram vocabulary, built once per key.
+    ``backbone_id``/``data_id``: the backbone and data parts of the key (:func:`backbone_key`,
+    :func:`data_key`)."""
+    from splade_exp.data.corpus import text_source
+
+    v = vocab
+    text_field = v.get("text_field", "text")
+    key = {**backbone_id, "data": data_id, "vocab": {"kind": v.kind, "size": int(v.size),
+                                                     **corpus_key(v.corpus, text_field)}}
+
+    def build(out: Path) -> None:
+        source = text_source(v.corpus, collection, text_field, artifacts_dir, key="vocab.corpus")
+        build_unigram_vocab(out, tokenizer, source, int(v.size), v.get("count_processes"))
+
+    path = artifacts.artifact(artifacts_dir, "vocab", "unigram", key, build)
     meta = json.loads((path / "meta.json").read_text())
     info = {"vocab.path": str(path), "vocab.distinct_words": meta["distinct_words"], "vocab.coverage": meta["coverage"]}
     return read_vocab(path), info
