@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-unigram bench-pretrain-memory clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,12 @@ bench-scifact: venv  ## zero-shot + fine-tuned SPLADE and BM25 on SciFact (any B
 
 bench-data: venv  ## reading a large collection and tokenising it once for a sweep (writes JSON)
 	$(PY) benchmarks/data_loading.py
+
+bench-unigram: venv  ## unigram word counts over a generated 1 GB text file: MB/s serial vs parallel (writes JSON)
+	$(PY) benchmarks/unigram_count.py
+
+bench-pretrain-memory: venv  ## stage=pretrain on a generated 2 GB text file: peak RSS and step time (writes JSON)
+	$(PY) benchmarks/pretrain_memory.py
 
 clean:
 	rm -rf $(ROOT)

@@ -129,3 +129,18 @@ def test_bad_missing_value_is_a_config_error(tmp_path):
         check_config(compose_cfg([*TINY, "pretrain.checkpoint_every_n_steps=-5"], tmp_path))
     with pytest.raises(ConfigError, match=r"pretrain.corpus=/nowhere.txt: not 'in_domain', 'general' or an existing"):
         check_config(compose_cfg([*TINY, "pretrain.corpus=/nowhere.txt"], tmp_path))
+
+
+def test_the_pretraining_first_commands_of_the_sweeps_readme_compose(tmp_path):
+    """sweeps/README.md, *Pretraining first*: a stage=pretrain array, then a dependent fine-tuning array."""
+    pre = compose_cfg(["+experiment=pretrain_study", "launcher=slurm_multigpu", "stage=pretrain",
+                       "hydra.launcher.partition=gpu", "hydra.launcher.tasks_per_node=4",
+                       "hydra.launcher.timeout_min=2880"], tmp_path, hydra_node=True)
+    assert pre.stage == "pretrain" and pre.trainer.devices == 4 and pre.pretrain.enabled
+    tune = compose_cfg(["+experiment=pretrain_study", "launcher=slurm", "hydra.launcher.partition=gpu",
+                        "pretrain.missing=error", "+hydra.launcher.additional_parameters.dependency=afterok:1234"],
+                       tmp_path, hydra_node=True)
+    assert tune.hydra.launcher.additional_parameters.dependency == "afterok:1234"
+    assert tune.stage == "train" and tune.pretrain.missing == "error"
+    # the same pretraining: the fine-tuning job looks up the artifact the pretraining job publishes
+    assert emlm_spec(pre).path() == emlm_spec(tune).path()
