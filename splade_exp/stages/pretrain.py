@@ -106,23 +106,19 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
-def _corpus_id(corpus: str, text_field: str | None) -> dict:
-    """The corpus part of keys: :func:`~splade_exp.vocab.unigram.corpus_key`, and the text column of a dataset."""
+def emlm_key(spec: EmlmSpec) -> dict:
+    """What identifies an EMLM pretraining: the one function every job computes its artifact from.
+    The data part is the caller's ``data_key()``; a corpus file enters by :func:`corpus_key`."""
     from splade_exp.vocab.unigram import corpus_key
 
-    return corpus_key(corpus, text_field)
-
-
-def emlm_key(spec: EmlmSpec) -> dict:
-    """What identifies an EMLM pretraining: the one function every job computes its artifact from."""
     pre = _plain(spec.pretrain)
     for key in OPERATIONAL:
         pre.pop(key, None)
-    pre.update(_corpus_id(pre["corpus"], pre.get("text_field")))
+    pre.update(corpus_key(pre["corpus"], pre.get("text_field")))
     vocab = _plain(spec.vocab)
     vocab.pop("count_processes", None)
     return {**spec.backbone_id, "data": spec.data_id, "vocab": vocab, "init": _plain(spec.init), "pretrain": pre,
-            "trainer": {k: _plain(spec.trainer).get(k) for k in TRAINER_KEYS}, "seed": int(spec.seed),
+            "trainer": {k: spec.trainer.get(k) for k in TRAINER_KEYS}, "seed": int(spec.seed),
             "version": EMLM_VERSION}
 
 
@@ -140,11 +136,11 @@ def rows_artifact(spec: EmlmSpec, tokenizer, collection, words: list[str] | None
     from splade_exp.data.pretraining import build_rows, wanted_texts
     from splade_exp.data.tokenized import tokenizer_fingerprint
     from splade_exp.hashing import config_hash
-    from splade_exp.vocab.unigram import CORPORA
+    from splade_exp.vocab.unigram import CORPORA, corpus_key
 
     p, seed = spec.pretrain, int(spec.seed)
     wanted = wanted_texts(int(p.steps), int(p.batch_size), float(p.repetition))
-    key = {"corpus": _corpus_id(str(p.corpus), p.get("text_field")),
+    key = {"corpus": corpus_key(str(p.corpus), p.get("text_field")),
            "data": spec.data_id if str(p.corpus) in CORPORA else None,
            "held_out": [int(p.stats_docs), seed] if p.corpus == "in_domain" else None,
            "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": int(p.max_length),
