@@ -117,6 +117,8 @@ def emlm_key(spec: EmlmSpec) -> dict:
     pre.update(corpus_key(pre["corpus"], pre.get("text_field")))
     vocab = _plain(spec.vocab)
     vocab.pop("count_processes", None)
+    if "corpus" in vocab:  # the words of a vocabulary counted on a file change with the file
+        vocab.update(corpus_key(vocab["corpus"], vocab.get("text_field")))
     return {**spec.backbone_id, "data": spec.data_id, "vocab": vocab, "init": _plain(spec.init), "pretrain": pre,
             "trainer": {k: spec.trainer.get(k) for k in TRAINER_KEYS}, "seed": int(spec.seed),
             "version": EMLM_VERSION}

@@ -39,7 +39,9 @@ def select_unigrams(counts: Counter, size: int) -> list[str]:
 
 def corpus_key(corpus: str, text_field: str | None = None) -> dict:
     """What identifies a corpus spec in artifact keys: a file by its path, size and mtime; a
-    dataset directory by those of its files; a dataset (Parquet/JSON) also by its text column."""
+    dataset directory by those of its files; a dataset (Parquet/JSON) also by its text column.
+    Merged into the ``vocab``/``pretrain`` parts of keys, so no field may be named like a config
+    key (the file size is ``bytes``: as ``size`` it replaced ``vocab.size`` in the unigram key)."""
     from splade_exp.data.corpus import HF_SUFFIXES
 
     if corpus in CORPORA:
@@ -50,7 +52,7 @@ def corpus_key(corpus: str, text_field: str | None = None) -> dict:
         key = {"corpus": str(p), "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
     else:
         st = p.stat() if p.exists() else None
-        key = {"corpus": str(p), "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
+        key = {"corpus": str(p), "bytes": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None}
     if p.is_dir() or p.suffix.lower() in HF_SUFFIXES:
         key["text_field"] = text_field
     return key
@@ -102,6 +104,12 @@ def build_unigram_vocab(out: Path, tokenizer, source, size: int, processes: int 
     write_vocab(out, select_unigrams(counts, size), counts)
 
 
+def unigram_key(vocab, backbone_id: dict, data_id: dict) -> dict:
+    """What identifies a unigram vocabulary artifact."""
+    return {**backbone_id, "data": data_id, "vocab": {"kind": vocab.kind, "size": int(vocab.size),
+                                                      **corpus_key(vocab.corpus, vocab.get("text_field", "text"))}}
+
+
 def unigram_vocabulary(vocab, backbone_id: dict, data_id: dict, tokenizer, collection,
                        artifacts_dir) -> tuple[list[str], dict]:
     """(words in id order, info) of the ``vocab`` config's unigram vocabulary, built once per key.
@@ -111,8 +119,7 @@ def unigram_vocabulary(vocab, backbone_id: dict, data_id: dict, tokenizer, colle
 
     v = vocab
     text_field = v.get("text_field", "text")
-    key = {**backbone_id, "data": data_id, "vocab": {"kind": v.kind, "size": int(v.size),
-                                                     **corpus_key(v.corpus, text_field)}}
+    key = unigram_key(vocab, backbone_id, data_id)
 
     def build(out: Path) -> None:
         source = text_source(v.corpus, collection, text_field, artifacts_dir, key="vocab.corpus")

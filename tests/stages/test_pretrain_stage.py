@@ -144,3 +144,28 @@ def test_the_pretraining_first_commands_of_the_sweeps_readme_compose(tmp_path):
     assert tune.stage == "train" and tune.pretrain.missing == "error"
     # the same pretraining: the fine-tuning job looks up the artifact the pretraining job publishes
     assert emlm_spec(pre).path() == emlm_spec(tune).path()
+
+
+def test_the_artifact_key_follows_what_changes_the_pretraining(tmp_path):
+    corpus, words = tmp_path / "general.txt", tmp_path / "words.txt"
+    corpus.write_text("alpha beta\ngamma delta\n")
+    words.write_text("alpha beta gamma\n")
+    base = [*TINY, f"pretrain.corpus={corpus}", f"vocab.corpus={words}"]
+
+    def path(*extra):
+        keys = {e.split("=")[0] for e in extra}
+        return emlm_spec(compose_cfg([*(o for o in base if o.split("=")[0] not in keys), *extra], tmp_path)).path()
+
+    first = path()
+    # how and where it runs is not part of the key
+    assert path("pretrain.missing=wait", "pretrain.checkpoint_every_n_steps=7", "trainer.devices=4",
+                "vocab.count_processes=1", "pretrain.wait_poll_s=5") == first
+    # what it computes is
+    for extra in (["pretrain.lr=3.0e-4"], ["pretrain.repetition=4"], ["seed=1"], ["trainer.precision=bf16-mixed"],
+                  ["vocab.size=120"], ["init.bias=zero"]):
+        assert path(*extra) != first, extra
+    time.sleep(0.01)
+    corpus.write_text("alpha beta\ngamma delta\nepsilon\n")  # the pretraining corpus changed
+    second = path()
+    words.write_text("alpha beta gamma delta\n")           # the vocabulary's corpus changed
+    assert len({first, second, path()}) == 3

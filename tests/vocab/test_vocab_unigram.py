@@ -144,3 +144,22 @@ def test_a_byte_level_tokenizer_is_counted_text_by_text(corpus_file):
     expected = Counter(w for line in FILE_LINES if line.strip() for w in split_words(tok, line.strip()))
     assert expected["Ġcat"] == 3 and expected["cat"] == 0  # "the cat": the space belongs to "Ġcat"
     assert count_words(tok, LinesFile(corpus_file), processes=2) == expected
+
+
+def test_the_vocabulary_key_follows_its_size_and_its_corpus_file(tmp_path):
+    from omegaconf import OmegaConf
+
+    from splade_exp.hashing import config_hash
+    from splade_exp.vocab.unigram import unigram_key
+
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("alpha beta gamma\n")
+
+    def key(size):
+        vocab = OmegaConf.create({"kind": "unigram", "size": size, "corpus": str(corpus), "text_field": "text"})
+        return config_hash(unigram_key(vocab, {"backbone": "b"}, {"source": "s"}))
+
+    first = key(150)
+    assert key(120) != first  # the file's byte count must not stand in for vocab.size
+    corpus.write_text("alpha beta gamma delta\n")
+    assert key(150) != first
