@@ -1,18 +1,24 @@
 """Word frequencies of a corpus, counted in parallel processes without holding the corpus.
 
 The corpus (:mod:`splade_exp.data.corpus`) is cut into parts -- byte ranges of a text file cut at
-line starts, row ranges of a dataset, slices of in-memory texts -- four per process for balance;
-each process counts its parts and the parent adds the counters up. Counting is exact whatever the
-cut: a part boundary is always a text boundary, and the word counts of a corpus are the sums of
-the counts of its texts.
+line starts, row ranges of a dataset, slices of in-memory texts -- four per process for balance.
+Counting is exact whatever the cut: a part boundary is always a text boundary, and the word
+counts of a corpus are the sums of the counts of its texts.
 
-Within a part, when the tokenizer's normaliser and pre-tokeniser are local to the ASCII space
-(:func:`splade_exp.data.words.space_local`: BERT's and most WordPiece tokenizers), a block of
-text is split at spaces and newlines by ``str.split`` (C speed), each *distinct* chunk is counted
-once, and only the distinct chunks go through the tokenizer's normaliser and pre-tokeniser, their
-words weighted by the chunk's count. In natural text the distinct chunks are a small fraction of
-all chunks, and the tokenizer's per-call cost (about 2--4 MB/s of text per process when called
-once per text) is paid on them alone. Other tokenizers are counted text by text.
+When the tokenizer's normaliser and pre-tokeniser are local to the ASCII space
+(:func:`splade_exp.data.words.space_local`: BERT's and most WordPiece tokenizers), the words of a
+text are the words of its space-separated chunks, so counting runs in two phases:
+
+1. *chunks*: each process splits its parts at spaces and newlines with ``str.split`` and counts the
+   chunks (C speed); the parent adds the chunk counters up;
+2. *words*: the distinct chunks, split among the processes, go through the tokenizer's normaliser
+   and pre-tokeniser once each, their words weighted by the chunk's count.
+
+Natural text has few distinct chunks for its size, and the tokenizer's per-call cost (about
+2--4 MB/s of text per process when it is called once per text) is paid on them alone, once: a
+chunk met in every part is still normalised once (normalising per part would repeat the work of
+the most frequent chunks in every part). The parent holds the distinct chunks, never the text.
+Other tokenizers are counted text by text, each process its parts.
 
 Workers are started with ``spawn`` (no copy of the parent's threads, locks or CUDA state) and
 import only this module, :mod:`splade_exp.data.corpus` and ``tokenizers``; the tokenizer travels
@@ -45,27 +51,46 @@ def _backend(tokenizer):
     return getattr(tokenizer, "backend_tokenizer", tokenizer)
 
 
-def count_part(backend, part: Part, local: bool) -> Counter:
-    """Word counts of one part of a corpus."""
+def chunk_counts(part: Part) -> Counter:
+    """Phase 1: how often each space-separated chunk occurs in ``part``."""
+    chunks: Counter = Counter()
+    for block in read_blocks(part):
+        chunks.update(block.replace("\n", " ").split(" "))
+    chunks.pop("", None)
+    return chunks
+
+
+def words_of_chunks(backend, chunks) -> Counter:
+    """Phase 2: word counts of ``(chunk, count)`` pairs."""
     counts: Counter = Counter()
-    if local:
-        chunks: Counter = Counter()
-        for block in read_blocks(part):
-            chunks.update(block.replace("\n", " ").split(" "))
-        chunks.pop("", None)
-        for chunk, n in chunks.items():
-            for word in backend_words(backend, chunk):
-                counts[word] += n
-    else:
-        for text in read_part(part):
-            counts.update(backend_words(backend, text))
+    for chunk, n in chunks:
+        for word in backend_words(backend, chunk):
+            counts[word] += n
     return counts
 
 
-def _count_in_worker(tokenizer_json: str, part: Part, local: bool) -> Counter:
+def count_part(backend, part: Part, local: bool) -> Counter:
+    """Word counts of one part of a corpus, in this process."""
+    if local:
+        return words_of_chunks(backend, chunk_counts(part).items())
+    counts: Counter = Counter()
+    for text in read_part(part):
+        counts.update(backend_words(backend, text))
+    return counts
+
+
+def _tokenizer(state: str):
     from tokenizers import Tokenizer
 
-    return count_part(Tokenizer.from_str(tokenizer_json), part, local)
+    return Tokenizer.from_str(state)
+
+
+def _words_in_worker(state: str, chunks: list) -> Counter:
+    return words_of_chunks(_tokenizer(state), chunks)
+
+
+def _texts_in_worker(state: str, part: Part) -> Counter:
+    return count_part(_tokenizer(state), part, local=False)
 
 
 def count_words(tokenizer, source, processes: int | None = None) -> Counter:
@@ -87,12 +112,21 @@ def count_words(tokenizer, source, processes: int | None = None) -> Counter:
         return counts
     import multiprocessing as mp
 
-    parts = source.parts(processes * PARTS_PER_PROCESS)
-    state = backend.to_str()
+    parts, state = source.parts(processes * PARTS_PER_PROCESS), backend.to_str()
     counts = Counter()
     try:
         with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool:
-            for part_counts in pool.map(_count_in_worker, [state] * len(parts), parts, [local] * len(parts)):
+            if not local:
+                for part_counts in pool.map(_texts_in_worker, [state] * len(parts), parts):
+                    counts.update(part_counts)
+                return counts
+            chunks: Counter = Counter()
+            for part_chunks in pool.map(chunk_counts, parts):
+                chunks.update(part_chunks)
+            items = list(chunks.items())
+            del chunks
+            n = processes * PARTS_PER_PROCESS
+            for part_counts in pool.map(_words_in_worker, [state] * n, [items[i::n] for i in range(n)]):
                 counts.update(part_counts)
     except BrokenProcessPool:
         raise RuntimeError(
