@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-identity bench-eval clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-identity bench-eval bench-unigram bench-pretrain-memory clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,6 +56,12 @@ bench-identity: venv  ## fingerprinting input files (first, cached), the file:li
 
 bench-eval: venv  ## evaluation at 100K-1M synthetic documents: in-memory path vs shards on disk (writes JSON)
 	$(PY) benchmarks/eval_scale.py
+
+bench-unigram: venv  ## unigram word counts over a generated 1 GB text file: MB/s serial vs parallel (writes JSON)
+	$(PY) benchmarks/unigram_count.py
+
+bench-pretrain-memory: venv  ## stage=pretrain on a generated 2 GB text file: peak RSS and step time (writes JSON)
+	$(PY) benchmarks/pretrain_memory.py
 
 clean:
 	rm -rf $(ROOT)

@@ -1,3 +1,4 @@
 from splade_exp.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned worker process re-imports the main module
+    main()

@@ -17,7 +17,9 @@ What is checked (one small function per part, so each can move to the component 
   ``backbone.config.max_position_embeddings``, a local model's ``config.json`` (read without the
   weights); a hub model's once it is loaded, still before training (``run.py``);
 - the built backbone's ``tokenizer.vocab_size`` and ``mlm`` steps and batch; ``pretrain`` steps,
-  batch, lr and repetition when it is enabled; ``vocab.size`` (a positive integer);
+  batch, lr, repetition, ``missing``, ``checkpoint_every_n_steps`` and wait settings when it is
+  enabled; the corpora ``vocab.corpus`` / ``pretrain.corpus`` (``in_domain``, ``general`` or an
+  existing path); ``vocab.size`` (a positive integer);
 - ``prune.grid`` (pairs of non-negative integers);
 - ``paths``: the runs root (``paths.root`` / ``SPLADE_EXP_ROOT``) and the artifacts, runs and
   results directories can be created and written (checked on the nearest existing parent, without
@@ -42,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train", "evaluate")
+STAGES = ("train", "evaluate", "pretrain")
 
 
 class ConfigError(ValueError):
@@ -164,6 +166,21 @@ def check_pretrain(p) -> None:
     _positive_number(p.get("lr"), "pretrain.lr")
     _positive_number(p.get("repetition"), "pretrain.repetition")
     _non_negative_int(p.get("val_size"), "pretrain.val_size")
+    from splade_exp.stages.pretrain import MISSING
+
+    if p.get("missing", "build") not in MISSING:
+        raise ConfigError(f"pretrain.missing must be one of {MISSING} (build it in this job, wait for another job "
+                          f"to publish it, or stop), got {p.get('missing')!r}")
+    every = p.get("checkpoint_every_n_steps", 0)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ConfigError(f"pretrain.checkpoint_every_n_steps must be an integer >= 0 (0: only on preemption), "
+                          f"got {every!r}")
+    for key in ("wait_timeout_min", "wait_poll_s"):
+        value = p.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"pretrain.{key} must be a positive number, got {value!r}")
+    if p.get("corpus") is not None:
+        check_corpus(p.corpus, "pretrain.corpus")
 
 
 def check_paths(paths) -> None:
@@ -205,10 +222,20 @@ def check_prune_grid(grid) -> None:
                 raise ConfigError(str(err)) from None
 
 
+def check_corpus(spec, key: str) -> None:
+    """A corpus spec: ``in_domain``, ``general`` or an existing file or directory."""
+    if spec in ("in_domain", "general"):
+        return
+    p = Path(str(spec)).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{key}={spec}: not 'in_domain', 'general' or an existing file (one text a line, or a "
+                          "Parquet/JSON dataset) or directory of dataset files")
+
+
 def check_pretrain_checkpoint(path) -> None:
     from safetensors import safe_open
 
-    from splade_exp.vocab.emlm_pretrain import CHECKPOINT
+    from splade_exp.stages.pretrain import CHECKPOINT
 
     p = Path(str(path)).expanduser()
     file = p / CHECKPOINT if p.is_dir() else p
@@ -243,6 +270,7 @@ def check_config(cfg: DictConfig) -> None:
     vocab = cfg.get("vocab")
     if vocab is not None and vocab.get("kind") == "unigram":
         _positive_int(vocab.get("size"), "vocab.size")
+        check_corpus(vocab.get("corpus", "in_domain"), "vocab.corpus")
     check_pretrain(cfg.get("pretrain"))
     make_source(cfg.data, cfg.paths.artifacts_dir)
     name = cfg.backbone.get("name_or_path")

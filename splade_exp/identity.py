@@ -32,7 +32,9 @@ from splade_exp.hashing import config_hash, drop_keys
 LAUNCH_KEYS = ("paths", "logger", "launcher", "hydra", "sweep", "model", "force", "lock",
                "trainer.devices", "trainer.num_nodes", "trainer.accelerator", "trainer.strategy",
                "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_workers",
-               "trainer.checkpoint_every_n_steps")
+               "trainer.checkpoint_every_n_steps",
+               "pretrain.checkpoint_every_n_steps", "pretrain.missing", "pretrain.wait_timeout_min",
+               "pretrain.wait_poll_s", "vocab.count_processes")
 # Keys that change only how a trained model is evaluated: the eval id, not the run id.
 EVAL_KEYS = ("prune", "eval", "data.eval_split", "trainer.eval_batch_size")
 # Text-corpus specs that are not files (vocab.corpus, pretrain.corpus).

@@ -113,6 +113,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file that guards the build of the directory ``path``."""
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
 def build_once(path: str | os.PathLike, build: Callable[[Path], None], lock_timeout: float = -1) -> bool:
     """Build the directory ``path`` with ``build(tmp_dir)`` unless it already exists.
 
@@ -125,7 +131,7 @@ def build_once(path: str | os.PathLike, build: Callable[[Path], None], lock_time
     if path.is_dir():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.parent / f".{path.name}.lock"), timeout=lock_timeout):
+    with FileLock(str(lock_path(path)), timeout=lock_timeout):
         if path.is_dir():
             return False
         remove_orphans(path.parent, f".{path.name}.*.tmp", recursive=False)  # a killed build's; none is running

@@ -16,6 +16,9 @@ Two things sit between the launcher (``conf/launcher/``) and Lightning:
   the next batch boundary (all ranks agree through one boolean all-reduce) and then calls
   submitit's handler. The requeued job recomposes the same config, hence the same run id and run
   directory, and ``run()`` resumes from ``runs/<run_id>/checkpoints/last.ckpt``.
+  SIGTERM (``scancel``, Slurm's kill at the time limit, ``kill``) is Lightning's: it stops training
+  at the next batch boundary with ``SIGTERMException``; this callback then saves the same file,
+  from rank 0 alone (ranks may stop one step apart, so nothing here waits for the others).
 """
 from __future__ import annotations
 
@@ -158,8 +161,22 @@ class PreemptionCheckpoint(L.Callback):
         self._trainer = None
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         self._restore()
         self._trainer = None
+        if isinstance(exception, SIGTERMException):
+            self._save_alone(trainer)
+
+    def _save_alone(self, trainer) -> None:
+        """Rank 0 writes ``path`` without a collective (``trainer.save_checkpoint`` ends in a barrier
+        that ranks which stopped at another step would never reach). Every rank holds the same
+        parameters and optimizer state after a step, so rank 0's state is the job's."""
+        if not trainer.is_global_zero:
+            return
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, self.path)  # atomic (stages/fit.py)
+        log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
 
     def _signalled(self, trainer) -> bool:
         """Whether any rank has received the signal (ranks get it at different steps)."""

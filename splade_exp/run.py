@@ -2,6 +2,8 @@
 
 Stages: collection -> BM25 baseline -> backbone -> output head (vocabulary, init, optional EMLM)
 -> SPLADE fine-tuning (resumable) -> evaluation over the pruning grid -> one Parquet file.
+``stage=pretrain`` runs only the EMLM pretraining of the configured model (resumable, on the job's
+devices) and publishes its artifact for the fine-tuning jobs; it writes no results row.
 Tests call :func:`run` directly with a composed config.
 
 A launch, in order: the config is checked (:mod:`splade_exp.checks`); the run id and eval id
@@ -110,11 +112,38 @@ def load_backbone(cfg: DictConfig, collection):
     return load_masked_lm(str(path))
 
 
-def build_encoder(cfg: DictConfig, collection):
+def emlm_spec(cfg: DictConfig):
+    """What the EMLM stage needs of the config (its sub-configs and the identities of its inputs)."""
+    from splade_exp.stages.pretrain import EmlmSpec
+    from splade_exp.vocab.unigram import backbone_key, data_key
+
+    return EmlmSpec(cfg.pretrain, cfg.trainer, cfg.vocab, cfg.init, int(cfg.seed), backbone_key(cfg), data_key(cfg),
+                    Path(cfg.paths.artifacts_dir))
+
+
+def pretrain_command(cfg: DictConfig) -> str:
+    """The command that runs this run's EMLM pretraining as a job of its own (for messages)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "stage"]
+    return " ".join(["python -m splade_exp", "stage=pretrain", *keep])
+
+
+def curves_path(cfg: DictConfig, directory: Path) -> Path:
+    return Path(cfg.paths.results_dir) / cfg.sweep / f"{directory.name}.curves.parquet"
+
+
+def prepare_model(cfg: DictConfig, collection):
+    """(encoder with its initial output head, tokenizer, output words or None, info): before any EMLM.
+    A backbone that is the model directory of an earlier run keeps its trained head when
+    ``init=pretrained`` (:class:`splade_exp.export.model_dir.ModelDir`); ``info["head.carried_scaled"]``
+    says whether that head was already divided by its run's ``head.k``."""
     from splade_exp.export.model_dir import ModelDir
     from splade_exp.models.encoder import SpladeEncoder
-    from splade_exp.models.head_scale import inflate_head, scale_head
+    from splade_exp.models.head_scale import inflate_head
     from splade_exp.vocab.heads import prepare_head
+    from splade_exp.vocab.unigram import backbone_key, data_key
 
     mlm, tokenizer = load_backbone(cfg, collection)
     h = cfg.head
@@ -125,14 +154,42 @@ def build_encoder(cfg: DictConfig, collection):
     if model_dir is not None:
         model_dir.check_pooling(h.pooling)
     if model_dir is not None and model_dir.keeps_head(cfg.init.kind, cfg.pretrain.enabled):
-        encoder, info = model_dir.attach_head(encoder)
+        (encoder, info), words = model_dir.attach_head(encoder), None
     else:
-        encoder, info = prepare_head(cfg, encoder, tokenizer, collection, cfg.paths.artifacts_dir)
+        encoder, words, info = prepare_head(cfg.vocab, cfg.init, cfg.seed, encoder, tokenizer, collection,
+                                            backbone_key(cfg), data_key(cfg), cfg.paths.artifacts_dir)
     # head.k divides a head once: not again when it comes, as trained, from a run that did
-    carried_scaled = model_dir is not None and model_dir.head_scaled and cfg.init.kind == "pretrained"
-    info["head.k_applied"] = cfg.stage == "train" and not carried_scaled
+    info["head.carried_scaled"] = model_dir is not None and model_dir.head_scaled and cfg.init.kind == "pretrained"
+    return encoder, tokenizer, words, info
+
+
+def load_emlm(cfg: DictConfig, encoder, tokenizer, collection, words) -> dict:
+    """Load the configured EMLM pretraining into ``encoder`` (built here, waited for or required:
+    ``pretrain.missing``); returns the ``emlm.*`` results columns."""
+    from splade_exp.stages.pretrain import emlm_artifact, emlm_info, load_checkpoint, write_curves
+
+    if cfg.pretrain.get("checkpoint"):
+        directory = load_checkpoint(encoder, cfg.pretrain.checkpoint, words)
+        info = {"emlm.checkpoint": str(directory)}
+    else:
+        directory = emlm_artifact(emlm_spec(cfg), encoder, tokenizer, collection, words, pretrain_command(cfg))
+        load_checkpoint(encoder, directory, words)
+        info = {"emlm.artifact": directory.name}
+    info.update(emlm_info(directory))
+    write_curves(directory, cfg.pretrain, curves_path(cfg, directory))
+    return info
+
+
+def build_encoder(cfg: DictConfig, collection):
+    from splade_exp.models.head_scale import scale_head
+
+    encoder, tokenizer, words, info = prepare_model(cfg, collection)
+    if cfg.pretrain.enabled:
+        info.update(load_emlm(cfg, encoder, tokenizer, collection, words))
+    info["vocab_size"] = encoder.vocab_size
+    info["head.k_applied"] = cfg.stage == "train" and not info.pop("head.carried_scaled")
     if info["head.k_applied"]:
-        info.update(scale_head(encoder, h.k, h.scale_bias))
+        info.update(scale_head(encoder, cfg.head.k, cfg.head.scale_bias))
     return encoder, tokenizer, info
 
 
@@ -352,6 +409,8 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
     tracking.log_config(logger, cfg, rid)
     artifacts.built.clear()
     log.info("run %s in %s", rid, run_dir)
+    if cfg.stage == "pretrain":
+        return _run_pretrain(cfg, rid, logger)
 
     collection = load_collection(cfg)
     encoder, tokenizer, info = build_encoder(cfg, collection)
@@ -379,7 +438,7 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
                 write_model_dir(run_dir / "model", encoder, tokenizer, run_metadata(cfg, rid, step, info, out),
                                 info.get("vocab.path"))
     elif cfg.stage != "evaluate":
-        raise ValueError(f"stage must be 'train' or 'evaluate', got {cfg.stage!r}")
+        raise ValueError(f"stage must be 'train', 'evaluate' or 'pretrain', got {cfg.stage!r}")
 
     from splade_exp.stages.evaluate import distributed_world, parse_grid
 
@@ -413,3 +472,26 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
         log.info("wrote %d rows to %s", len(frame), out)
         tracking.log_results(logger, frame, step)
     return frame
+
+
+def _run_pretrain(cfg: DictConfig, rid: str, logger) -> pd.DataFrame:
+    """``stage=pretrain``: the EMLM pretraining of this run's model, published as its artifact (the one
+    a fine-tuning job of the same model looks up). Returns a one-row summary; writes no results row
+    (its curves go to ``<results_dir>/<sweep>/<artifact>.curves.parquet``, its statistics into the
+    artifact and, from there, into the fine-tuning rows)."""
+    from splade_exp.stages.evaluate import distributed_world
+    from splade_exp.stages.pretrain import emlm_info, pretrain_emlm, write_curves
+
+    p = cfg.pretrain
+    if not p.enabled or p.get("checkpoint"):
+        log.info("stage=pretrain: nothing to pretrain for pretrain=%s%s", p.name,
+                 f" (pretrain.checkpoint={p.checkpoint})" if p.get("checkpoint") else "")
+        return pd.DataFrame()
+    collection = load_collection(cfg)
+    encoder, tokenizer, words, info = prepare_model(cfg, collection)
+    directory = pretrain_emlm(emlm_spec(cfg), encoder, tokenizer, collection, words, logger=logger)
+    built = ",".join(artifacts.built_by_job())  # collective under DDP
+    if distributed_world()[0] == 0:
+        write_curves(directory, p, curves_path(cfg, directory))
+    return pd.DataFrame([{"run_id": rid, "sweep": cfg.sweep, "stage": "pretrain", "model": cfg.model or "",
+                          "emlm.artifact": directory.name, "artifacts_built": built, **info, **emlm_info(directory)}])

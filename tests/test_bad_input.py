@@ -511,7 +511,7 @@ def test_damaged_emlm_checkpoint(tmp_path):
     from splade_exp.checkpoint import CheckpointError
     from splade_exp.models.backbone import build_bert, train_wordpiece
     from splade_exp.models.encoder import SpladeEncoder
-    from splade_exp.vocab.emlm_pretrain import load_checkpoint
+    from splade_exp.stages.pretrain import load_checkpoint
 
     tok = train_wordpiece(["alpha beta gamma delta"] * 4, vocab_size=40)
     enc = SpladeEncoder.from_masked_lm(build_bert(tok, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,

@@ -44,7 +44,22 @@ def masked_lm_loss(encoder: SpladeEncoder, batch: dict) -> tuple[torch.Tensor, t
 class EmlmModule(L.LightningModule):
     """Args: ``lr``/``weight_decay``/``warmup_steps``/``max_steps`` of AdamW with linear decay;
     ``val_batches`` pre-masked held-out batches evaluated every ``val_every_n_steps`` optimizer
-    steps (0 = only at the start and the end); ``log_every_n_steps`` the training-curve window."""
+    steps (0 = only at the start and the end); ``log_every_n_steps`` the training-curve window.
+
+    **Global batch.** Under data parallelism (W ranks, each with a slice of the global batch) the
+    loss is the mean over the labelled positions of the *global* batch, not a mean of per-rank
+    means (ranks hold different numbers of masked words). With ``S_r`` the summed cross-entropy of
+    rank r and ``N = Σ_r N_r`` the global count (one all-reduce of ``(S_r, correct_r, N_r)`` per
+    step), rank r back-propagates ``S_r / N · W``; DDP averages gradients over the W ranks, giving
+    ``Σ_r ∇S_r / N``, the gradient of the global mean -- what one process computes on the whole
+    batch. The logged loss and accuracy, the curves and the validation figures are global sums
+    divided by global counts too (validation batches are split over the ranks).
+
+    **Resume.** The curves, the open training window and the resumed-from step travel in the
+    checkpoint (:meth:`on_save_checkpoint`). The rows of step t are recorded before a checkpoint of
+    step t is written, whichever of the checkpoint callback and this module runs first, so a run
+    resumed from step t has the curves an uninterrupted run has.
+    """
 
     def __init__(self, encoder: SpladeEncoder, lr: float, weight_decay: float = 0.01,
                  warmup_steps: int = 0, max_steps: int = 1000, val_batches: list[dict] | None = None,
@@ -54,7 +69,23 @@ class EmlmModule(L.LightningModule):
         self.val_batches = val_batches or []
         self.curves: list[dict] = []
         self._window = [0.0, 0.0, 0]  # summed loss, correct, labelled positions since the last row
-        self.save_hyperparameters(ignore=["encoder", "val_batches"])
+        self._recorded = 0  # the last step whose curve rows were recorded
+        self._unlogged: dict | None = None  # a validation row not yet sent to the logger
+        self.resumed_from_step: int | None = None  # the checkpoint's global step when resumed
+        self.save_hyperparameters(ignore=["encoder", "val_batches"], logger=False)
+
+    @property
+    def _world(self) -> tuple[int, int]:
+        """(global rank, world size); (0, 1) outside a trainer."""
+        trainer = self._trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
+    def _sum_over_ranks(self, *values: float) -> list[float]:
+        rank, world = self._world
+        if world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        return self.trainer.strategy.reduce(t, reduce_op="sum").tolist()
 
     def on_train_start(self) -> None:
         self.encoder.train()  # from_pretrained leaves models in eval mode (dropout off)
@@ -63,48 +94,65 @@ class EmlmModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss_sum, correct, n = masked_lm_sums(self.encoder, batch)
-        loss = loss_sum / max(n, 1)
-        acc = correct / max(n, 1)
-        self._window[0] += float(loss_sum.detach())
-        self._window[1] += float(correct)
-        self._window[2] += n
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/accuracy", acc, prog_bar=True)
+        s, c, total = self._sum_over_ranks(float(loss_sum.detach()), float(correct), float(n))
+        world = self._world[1]
+        loss = loss_sum / max(total, 1) * world  # see the class doc; world = 1: loss_sum / n
+        self._window[0] += s
+        self._window[1] += c
+        self._window[2] += int(total)
+        self.log("train/loss", s / max(total, 1), prog_bar=True)
+        self.log("train/accuracy", c / max(total, 1), prog_bar=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        step, hp = self.global_step, self.hparams
+        self._record(self.global_step)
+        if self._unlogged is not None:  # recorded here or by a checkpoint save (where logging is not allowed)
+            row, self._unlogged = self._unlogged, None
+            self.log("val/loss", row["loss"])
+            self.log("val/accuracy", row["accuracy"])
+
+    def _record(self, step: int) -> None:
+        """Curve rows of optimizer step ``step`` (once; a no-op between two optimizer steps)."""
+        if step == self._recorded:
+            return
+        hp = self.hparams
         last = step >= hp.max_steps
         if self._window[2] and (step % max(hp.log_every_n_steps, 1) == 0 or last):
             s, c, n = self._window
             self.curves.append({"step": step, "split": "train", "loss": s / n, "accuracy": c / n})
             self._window = [0.0, 0.0, 0]
         if self.val_batches and (last or (hp.val_every_n_steps and step % hp.val_every_n_steps == 0)):
-            if not self.curves or self.curves[-1]["split"] != "val" or self.curves[-1]["step"] != step:
-                self._validate(step)
+            self._validate(step)
+        self._recorded = step
 
     @torch.no_grad()
     def _validate(self, step: int) -> dict:
         was_training = self.encoder.training
         self.encoder.eval()
+        rank, world = self._world
         total, correct, n = 0.0, 0.0, 0
-        for batch in self.val_batches:
+        for batch in self.val_batches[rank::world]:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             s, c, k = masked_lm_sums(self.encoder, batch)
             total, correct, n = total + float(s), correct + float(c), n + k
+        total, correct, n = self._sum_over_ranks(total, correct, float(n))
         self.encoder.train(was_training)
         row = {"step": step, "split": "val", "loss": total / max(n, 1), "accuracy": correct / max(n, 1)}
         self.curves.append(row)
         if step > 0 and self._trainer is not None:
-            self.log("val/loss", row["loss"])
-            self.log("val/accuracy", row["accuracy"])
+            self._unlogged = row
         return row
 
-    def validation_step(self, batch, batch_idx):
-        loss, acc = masked_lm_loss(self.encoder, batch)
-        n = batch["input_ids"].shape[0]
-        self.log("val/loss", loss, batch_size=n, sync_dist=True)
-        self.log("val/accuracy", acc, batch_size=n, sync_dist=True)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._record(self.global_step)
+        checkpoint["emlm"] = {"curves": list(self.curves), "window": list(self._window), "recorded": self._recorded}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.resumed_from_step = int(checkpoint["global_step"])
+        state = checkpoint.get("emlm", {})
+        self.curves = list(state.get("curves", []))
+        self._window = list(state.get("window", [0.0, 0.0, 0]))
+        self._recorded = int(state.get("recorded", self.resumed_from_step))
 
     def configure_optimizers(self):
         hp = self.hparams

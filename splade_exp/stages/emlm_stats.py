@@ -2,7 +2,7 @@
 
 Computed on held-out in-domain documents: a fixed random sample of the collection's documents
 (``pretrain.stats_docs`` of them, drawn with ``random.Random(seed)`` from the documents in corpus
-order), which :mod:`splade_exp.vocab.emlm_pretrain` removes from the pretraining texts when the
+order), which :mod:`splade_exp.stages.pretrain` removes from the pretraining texts when the
 pretraining corpus is ``in_domain``, so they are unseen whichever corpus is used and the same for
 every configuration of a sweep.
 

@@ -1,31 +1,28 @@
 """The output head of a run: which vocabulary it scores and how its rows are initialised.
 
-``prepare_head(cfg, encoder, tokenizer, collection, artifacts_dir)`` is the single entry point the
-orchestrator calls; it returns the encoder with its final decoder and a dict of diagnostics
-(results columns). The pieces live in :mod:`.unigram` (the vocabulary artifact), :mod:`.init`
-(decoder initialisation) and :mod:`.emlm_pretrain` (the EMLM checkpoint artifact and statistics).
-The input side (tokenizer, input embeddings) never changes.
+:func:`prepare_head` is what the orchestrator calls: it returns the encoder with its initial
+decoder, the output vocabulary (None for the WordPiece head) and a dict of diagnostics (results
+columns). The pieces live in :mod:`.unigram` (the vocabulary artifact) and :mod:`.init` (decoder
+initialisation); EMLM pretraining of the head, when configured, is a training stage of its own
+(:mod:`splade_exp.stages.pretrain`). The input side (tokenizer, input embeddings) never changes.
 """
 from __future__ import annotations
 
 from splade_exp.models.encoder import SpladeEncoder
-from splade_exp.vocab.emlm_pretrain import pretrained_head
 from splade_exp.vocab.init import initial_decoder
 from splade_exp.vocab.unigram import unigram_vocabulary
 
 VOCABS = ("wordpiece", "unigram")
 
 
-def prepare_head(cfg, encoder: SpladeEncoder, tokenizer, collection, artifacts_dir) -> tuple[SpladeEncoder, dict]:
-    kind = cfg.vocab.kind
+def prepare_head(vocab, init, seed: int, encoder: SpladeEncoder, tokenizer, collection, backbone_id: dict,
+                 data_id: dict, artifacts_dir) -> tuple[SpladeEncoder, list[str] | None, dict]:
+    """(encoder with its initial decoder, output words or None, info) from the ``vocab`` and ``init`` configs."""
+    kind = vocab.kind
     if kind not in VOCABS:
         raise ValueError(f"vocab.kind must be one of {VOCABS}, got {kind!r}")
     words, info = None, {}
     if kind == "unigram":
-        words, info = unigram_vocabulary(cfg, tokenizer, collection, artifacts_dir)
-    encoder.decoder = initial_decoder(cfg.init, kind, encoder.decoder, tokenizer, words, int(cfg.seed))
-    if cfg.pretrain.enabled:
-        encoder, emlm_info = pretrained_head(cfg, encoder, tokenizer, collection, words, artifacts_dir)
-        info.update(emlm_info)
-    info["vocab_size"] = encoder.vocab_size
-    return encoder, info
+        words, info = unigram_vocabulary(vocab, backbone_id, data_id, tokenizer, collection, artifacts_dir)
+    encoder.decoder = initial_decoder(init, kind, encoder.decoder, tokenizer, words, int(seed))
+    return encoder, words, info

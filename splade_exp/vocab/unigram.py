@@ -1,9 +1,11 @@
 """Unigram output vocabularies (P1 §4): the top-N words of a corpus, after the tokenizer's own
 normalisation and pre-tokenisation (lower-casing, accent stripping, punctuation split, ...).
 
-Selection: count every word of the chosen corpus (:func:`splade_exp.data.masking.split_words`),
-drop words without a single alphanumeric character (bare punctuation), rank by frequency
-(descending), break ties by the word itself (ascending), keep the first ``vocab.size``.
+Selection: count every word of the chosen corpus (:mod:`splade_exp.data.words`; streamed from
+``vocab.corpus`` and counted in ``vocab.count_processes`` processes by
+:mod:`splade_exp.vocab.counting`), drop words without a single alphanumeric character (bare
+punctuation), rank by frequency (descending), break ties by the word itself (ascending), keep
+the first ``vocab.size``.
 
 The vocabulary file is an artifact ``vocab/unigram-<hash>/`` keyed by the backbone (its tokenizer
 defines "word"), the data (:func:`data_key`: the content of the texts it may count) and the
@@ -16,21 +18,11 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
 
 from splade_exp import artifacts
-from splade_exp.data.collection import DataError, read_lines
-from splade_exp.data.masking import split_words
+from splade_exp.vocab.counting import count_words
 
 CORPORA = ("in_domain", "general")
-
-
-def count_words(tokenizer, texts: Iterable[str]) -> Counter:
-    """Frequency of every normalised word of ``texts``."""
-    counts: Counter = Counter()
-    for text in texts:
-        counts.update(split_words(tokenizer, text))
-    return counts
 
 
 def select_unigrams(counts: Counter, size: int) -> list[str]:
@@ -46,27 +38,28 @@ def select_unigrams(counts: Counter, size: int) -> list[str]:
     return ranked[:size]
 
 
-def corpus_texts(corpus: str, collection) -> list[str]:
-    """Texts of a corpus spec: ``in_domain`` (the collection's documents), ``general`` (its general
-    corpus) or a path to a text file with one paragraph a line."""
-    if corpus == "in_domain":
-        return list(collection.corpus.values())
-    if corpus == "general":
-        return collection.general_texts()
-    path = Path(os.path.expanduser(str(corpus)))
-    if not path.is_file():
-        raise DataError(f"{path}: corpus is not 'in_domain', 'general' or an existing text file")
-    return read_lines(path)
+def corpus_key(corpus: str, text_field: str | None = None, cache_dir: str | os.PathLike | None = None) -> dict:
+    """What identifies a corpus spec in artifact keys: its name (``in_domain``, ``general``: their
+    texts enter by the key's ``data`` part), or a file by its content, a dataset directory by the
+    content of its files; a dataset (Parquet/JSON) also by its text column. Merged into the
+    ``vocab``/``pretrain`` parts of keys, so the content sits under ``content`` (a file's ``size``
+    beside ``vocab.size`` would replace it). ``cache_dir``: the fingerprint cache
+    (:mod:`splade_exp.fingerprint`), so a multi-GB corpus is hashed once per version."""
+    from splade_exp.data.corpus import HF_SUFFIXES
+    from splade_exp.fingerprint import directory_fingerprint, fingerprint, normalise_path
 
-
-def corpus_key(corpus: str) -> dict:
-    """What identifies a corpus spec in artifact keys: its name, or a file by its content."""
     if corpus in CORPORA:
         return {"corpus": corpus}
-    from splade_exp.fingerprint import fingerprint, normalise_path
-
     p = normalise_path(corpus)
-    return {"corpus": "file", **(fingerprint(p) if p.is_file() else {"missing": str(p)})}
+    if p.is_dir():
+        key = {"corpus": "directory", "content": directory_fingerprint(p, cache_dir)}
+    elif p.is_file():
+        key = {"corpus": "file", "content": fingerprint(p, cache_dir)}
+    else:
+        key = {"corpus": "file", "missing": str(p)}
+    if p.is_dir() or p.suffix.lower() in HF_SUFFIXES:
+        key["text_field"] = text_field
+    return key
 
 
 def backbone_key(cfg) -> dict:
@@ -121,20 +114,33 @@ def read_vocab(path: str | Path) -> list[str]:
         return [line.rstrip("\n").split("\t")[0] for line in fh if line.strip()]
 
 
-def build_unigram_vocab(out: Path, tokenizer, texts: list[str], size: int) -> None:
-    counts = count_words(tokenizer, texts)
+def build_unigram_vocab(out: Path, tokenizer, source, size: int, processes: int | None = None) -> None:
+    counts = count_words(tokenizer, source, processes)
     write_vocab(out, select_unigrams(counts, size), counts)
 
 
-def unigram_vocabulary(cfg, tokenizer, collection, artifacts_dir) -> tuple[list[str], dict]:
-    """(words in id order, info) of the configured unigram vocabulary, built once per key."""
-    v = cfg.vocab
-    key = {**backbone_key(cfg), "data": data_key(cfg), "vocab": {"kind": v.kind, "size": int(v.size),
-                                                                 **corpus_key(v.corpus)}}
-    path = artifacts.artifact(
-        artifacts_dir, "vocab", "unigram", key,
-        lambda out: build_unigram_vocab(out, tokenizer, corpus_texts(v.corpus, collection), int(v.size)),
-    )
+def unigram_key(vocab, backbone_id: dict, data_id: dict, cache_dir=None) -> dict:
+    """What identifies a unigram vocabulary artifact (``cache_dir``: the fingerprint cache)."""
+    corpus = corpus_key(vocab.corpus, vocab.get("text_field", "text"), cache_dir)
+    return {**backbone_id, "data": data_id, "vocab": {"kind": vocab.kind, "size": int(vocab.size), **corpus}}
+
+
+def unigram_vocabulary(vocab, backbone_id: dict, data_id: dict, tokenizer, collection,
+                       artifacts_dir) -> tuple[list[str], dict]:
+    """(words in id order, info) of the ``vocab`` config's unigram vocabulary, built once per key.
+    ``backbone_id``/``data_id``: the backbone and data parts of the key (:func:`backbone_key`,
+    :func:`data_key`)."""
+    from splade_exp.data.corpus import text_source
+
+    v = vocab
+    text_field = v.get("text_field", "text")
+    key = unigram_key(vocab, backbone_id, data_id, Path(str(artifacts_dir)) / "fingerprints")
+
+    def build(out: Path) -> None:
+        source = text_source(v.corpus, collection, text_field, artifacts_dir, key="vocab.corpus")
+        build_unigram_vocab(out, tokenizer, source, int(v.size), v.get("count_processes"))
+
+    path = artifacts.artifact(artifacts_dir, "vocab", "unigram", key, build)
     meta = json.loads((path / "meta.json").read_text())
     info = {"vocab.path": str(path), "vocab.distinct_words": meta["distinct_words"], "vocab.coverage": meta["coverage"]}
     return read_vocab(path), info

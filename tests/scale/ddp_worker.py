@@ -154,3 +154,78 @@ def worker(rank: int, world_size: int, port: int, out: str) -> None:
     # "terminate called without an active exception") while the other still uses it.
     dist.barrier()
     dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- EMLM pretraining stage
+EMLM_STEPS, EMLM_BATCH = 4, 8
+EMLM_WORDS = ["river", "stone", "falls", "runs", "green", "cold", "light", "north", "deep", "slow", "bright", "old",
+              "hill", "rain", "wind", "sea"]
+
+
+def emlm_texts(n: int = 60, seed: int = 0) -> dict[str, str]:
+    rng = random.Random(seed)
+    return {f"d{i}": " ".join(rng.choice(EMLM_WORDS) for _ in range(rng.randrange(3, 12))) for i in range(n)}
+
+
+def emlm_spec(root: Path, world_size: int):
+    """A toy stage=pretrain configuration: in-domain corpus, a 10-word unigram head, no dropout."""
+    from splade_exp.stages.pretrain import EmlmSpec
+
+    pretrain = OmegaConf.create({
+        "name": "toy", "enabled": True, "corpus": "in_domain", "text_field": "text", "lr": 1e-2, "steps": EMLM_STEPS,
+        "batch_size": EMLM_BATCH, "max_length": 24, "repetition": 1, "mask_rate": 0.3, "mask_token_prob": 0.8,
+        "random_token_prob": 0.1, "weight_decay": 0.01, "warmup_steps": 0, "val_size": 8, "val_every_n_steps": 2,
+        "log_every_n_steps": 1, "stats_docs": 6, "stats_batch_size": 4, "checkpoint": None,
+        "checkpoint_every_n_steps": 2, "missing": "build", "wait_timeout_min": 1, "wait_poll_s": 0.2})
+    trainer = OmegaConf.create({
+        "accelerator": "cpu", "devices": world_size, "num_nodes": 1, "strategy": "ddp" if world_size > 1 else "auto",
+        "precision": "32-true", "accumulate_grad_batches": 1, "gradient_clip_val": 1.0, "log_every_n_steps": 1,
+        "enable_progress_bar": False, "num_workers": 0})
+    return EmlmSpec(pretrain, trainer, OmegaConf.create({"kind": "unigram", "size": 10}),
+                    OmegaConf.create({"kind": "esplade", "bias": "mean"}), 0, {"backbone": "toy"},
+                    {"source": "toy"}, root / f"artifacts{world_size}")
+
+
+def emlm_model(root: Path):
+    """(encoder, tokenizer, collection, words) of the toy pretraining; the same in every process."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
+    encoder = tiny_emlm_encoder(tokenizer)
+    encoder.load_state_dict(torch.load(root / "emlm_init.pt"))
+    collection = SimpleNamespace(corpus=emlm_texts(), general_path=None, path=root)
+    return encoder, tokenizer, collection, EMLM_WORDS[:10]
+
+
+def tiny_emlm_encoder(tokenizer):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from splade_exp.models.encoder import SpladeEncoder
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32, pad_token_id=tokenizer.pad_token_id,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # no dropout: same math on 1 or 2
+    encoder = SpladeEncoder.from_masked_lm(BertForMaskedLM(cfg))
+    encoder.decoder = torch.nn.Linear(16, 10)  # the 10-word unigram head
+    return encoder
+
+
+def emlm_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    """One rank of a stage=pretrain job: every rank calls the stage; rank 0 publishes the artifact."""
+    import torch.distributed as dist
+
+    from splade_exp.stages.pretrain import pretrain_emlm
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
+                      NODE_RANK="0", LOCAL_RANK=str(rank), RANK=str(rank))
+    root = Path(out)
+    encoder, tokenizer, collection, words = emlm_model(root)
+    path = pretrain_emlm(emlm_spec(root, world_size), encoder, tokenizer, collection, words)
+    assert path.is_dir(), f"rank {rank} returned before the artifact was published"
+    (root / f"emlm_rank{rank}.txt").write_text(str(path))
+    dist.barrier()
+    dist.destroy_process_group()

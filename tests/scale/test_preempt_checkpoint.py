@@ -98,3 +98,32 @@ def test_without_a_requeue_handler_the_signal_is_left_alone(tmp_path):
     trainer(3, [PreemptionCheckpoint(tmp_path / "last.ckpt")]).fit(module)
     assert module.handler_during_fit == signal.SIG_DFL
     assert not (tmp_path / "last.ckpt").exists()
+
+
+class TermAt(Tiny):
+    """Receives SIGTERM (scancel, Slurm's kill at the time limit, ``kill``) inside step ``signal_at``."""
+
+    def training_step(self, batch, batch_idx):
+        self.trained_steps.append(self.global_step)
+        if self.global_step == self.signal_at:
+            signal.raise_signal(signal.SIGTERM)  # Lightning's handler: stop at the end of this step
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+
+def test_sigterm_saves_at_the_step_boundary_and_the_relaunch_resumes_there(tmp_path):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    last = tmp_path / "last.ckpt"
+    module = TermAt(signal_at=3)
+    with pytest.raises(SIGTERMException):  # a SystemExit: the process ends after the save
+        trainer(10, [PreemptionCheckpoint(last)]).fit(module)
+    assert module.trained_steps == [0, 1, 2, 3]
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == 4 and "optimizer_states" in ckpt
+    torch.testing.assert_close(ckpt["state_dict"]["layer.weight"], module.layer.weight.detach(), rtol=0, atol=0)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # Lightning put the default back
+
+    resumed = Tiny()
+    trainer(10, [PreemptionCheckpoint(last)]).fit(resumed, ckpt_path=last)
+    assert resumed.trained_steps == [4, 5, 6, 7, 8, 9]

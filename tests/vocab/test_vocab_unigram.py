@@ -1,4 +1,6 @@
 """Unigram vocabulary selection and EMLM label construction, on hand-written toy text."""
+from collections import Counter
+
 import pytest
 import torch
 
@@ -73,3 +75,91 @@ def test_masking_is_whole_word_and_labels_sit_on_first_pieces():
         assert labels[3].item() == IGNORE  # "##s" never carries a label
         assert masked.any()
     assert len(seen_masked) > 3  # the seed does mask different words in different rows
+
+
+# --------------------------------------------------------------------------- parallel counting
+# By hand, over the lines below (the toy tokenizer lower-cases, strips accents, splits punctuation):
+# the 4, cat 3, cafe 3, sat 2, "." 3, "!" 1, "mat" 1, on 1, "ab" 1 ("a\x1fb": the control character is
+# removed inside the word, it does not split it), s 1 (from "cat's": "cat" "'" "s"), "'" 1.
+FILE_LINES = ["The cat sat.", "", "the CAT on the mat!", "Café café cafe", "  \t ", "the cat's. sat.", "a\x1fb"]
+FILE_COUNTS = {"the": 4, "cat": 3, "cafe": 3, "sat": 2, ".": 3, "!": 1, "mat": 1, "on": 1, "ab": 1, "s": 1, "'": 1}
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(FILE_LINES) + "\n", encoding="utf-8")
+    return path
+
+
+def test_counts_of_a_file_by_hand_serial_and_in_two_processes(corpus_file):
+    from splade_exp.data.corpus import LinesFile
+
+    tok = toy_tokenizer()
+    serial = count_words(tok, LinesFile(corpus_file), processes=1)
+    assert dict(serial) == FILE_COUNTS
+    parallel = count_words(tok, LinesFile(corpus_file), processes=2)  # 8 parts of a 90-byte file
+    assert parallel == serial
+    assert count_words(tok, FILE_LINES, processes=2) == serial  # in-memory texts, sliced over processes
+
+
+def test_any_cut_of_the_file_counts_the_same(corpus_file):
+    from collections import Counter
+
+    from splade_exp.data.corpus import LinesFile
+    from splade_exp.vocab.counting import count_part
+
+    backend = toy_tokenizer().backend_tokenizer
+    for k in range(1, 12):
+        for local in (True, False):  # split at spaces and count distinct chunks / word by word per text
+            total = Counter()
+            for part in LinesFile(corpus_file).parts(k):
+                total.update(count_part(backend, part, local))
+            assert dict(total) == FILE_COUNTS, (k, local)
+
+
+def test_only_space_local_tokenizers_take_the_chunk_path():
+    from tokenizers import pre_tokenizers
+
+    from splade_exp.data.words import space_local
+
+    tok = toy_tokenizer()
+    assert space_local(tok.backend_tokenizer)  # BERT normaliser + pre-tokeniser
+    backend = tok.backend_tokenizer
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # "Ġworld": the space joins the word
+    assert not space_local(backend)
+    backend.pre_tokenizer = pre_tokenizers.Punctuation()  # never splits at a space
+    assert not space_local(backend)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits()])
+    assert space_local(backend)
+
+
+def test_a_byte_level_tokenizer_is_counted_text_by_text(corpus_file):
+    from tokenizers import pre_tokenizers
+
+    from splade_exp.data.corpus import LinesFile
+
+    tok = toy_tokenizer()
+    tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    expected = Counter(w for line in FILE_LINES if line.strip() for w in split_words(tok, line.strip()))
+    assert expected["Ġcat"] == 3 and expected["cat"] == 0  # "the cat": the space belongs to "Ġcat"
+    assert count_words(tok, LinesFile(corpus_file), processes=2) == expected
+
+
+def test_the_vocabulary_key_follows_its_size_and_its_corpus_file(tmp_path):
+    from omegaconf import OmegaConf
+
+    from splade_exp.hashing import config_hash
+    from splade_exp.vocab.unigram import unigram_key
+
+    corpus = tmp_path / "words.txt"
+    corpus.write_text("alpha beta gamma\n")
+
+    def key(size):
+        vocab = OmegaConf.create({"kind": "unigram", "size": size, "corpus": str(corpus), "text_field": "text"})
+        return config_hash(unigram_key(vocab, {"backbone": "b"}, {"source": "s"}))
+
+    first = key(150)
+    assert key(120) != first  # the file's byte count must not stand in for vocab.size
+    corpus.write_text("alpha beta gamma delta\n")
+    assert key(150) != first
