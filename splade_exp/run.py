@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from splade_exp import artifacts, tracking
-from splade_exp.checks import check_config
+from splade_exp.checks import check_config, check_required
 from splade_exp.hashing import config_hash, drop_keys
 from splade_exp.io import write_text
 from splade_exp.launch import PreemptionCheckpoint, prepare_process
@@ -141,6 +141,7 @@ def train_splade(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path,
 def run(cfg: DictConfig) -> pd.DataFrame:
     """Run one experiment; returns (and writes) its result rows. Finished runs are skipped."""
     prepare_process(cfg)
+    check_required(cfg)  # the run id resolves every value: a missing one gets its message, not a traceback
     rid = run_id(cfg)
     out = results_path(cfg, rid)
     if out.exists() and not cfg.force:
