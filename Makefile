@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 #   make demo TORCH='torch>=2.3,<2.15'
 TORCH ?= torch==2.13.0
 ROOT ?= $(CURDIR)/runs
-RESULTS ?= $(ROOT)/results/vocab_ablation
+RESULTS ?= $(ROOT)/results/vocab_ablation_demo
 REPORT ?= $(RESULTS)/report
 export SPLADE_EXP_ROOT := $(ROOT)
 export WANDB_MODE ?= offline
@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-paper clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv  ## the vocab ablation at demo scale, then its frontier plot and table
-	$(PY) -m splade_exp +experiment=vocab_ablation -m
+	$(PY) -m splade_exp +experiment=vocab_ablation_demo -m
 	$(PY) -m splade_exp.analysis $(RESULTS) --out $(REPORT)
 
 test: venv  ## the test suite
@@ -50,6 +50,9 @@ bench-scifact: venv  ## zero-shot + fine-tuned SPLADE and BM25 on SciFact (any B
 
 bench-data: venv  ## reading a large collection and tokenising it once for a sweep (writes JSON)
 	$(PY) benchmarks/data_loading.py
+
+bench-paper: venv  ## time and peak memory per stage of each paper experiment at its papers' model shapes (writes JSON)
+	$(PY) benchmarks/paper_shape.py
 
 clean:
 	rm -rf $(ROOT)
