@@ -54,6 +54,8 @@ def _multirun_flag_first(argv: list[str]) -> list[str]:
 
 
 CFG_FLAGS = ("--cfg", "-c")
+#: Hydra flags this printing does not follow (another config, one package): left to Hydra.
+OTHER_CONFIG_FLAGS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "-p", "--package")
 
 
 def show_sweep_configs(args: list[str]) -> bool:
@@ -64,9 +66,10 @@ def show_sweep_configs(args: list[str]) -> bool:
     jobs of ``+experiment=vocab_ablation`` differ in their vocabulary, head, loss and top-k. Here
     the jobs are expanded as the sweeper and the preflight expand them (the grid, then the command
     line's comma lists) and each is printed under a comment naming its overrides; ``hydra`` prints
-    the sweep's hydra config once. Returns False (nothing printed) unless both flags are given.
+    the sweep's hydra config once. Returns False (nothing printed) unless both flags are given, or
+    with a flag that selects another config (``OTHER_CONFIG_FLAGS``).
     """
-    if not any(a in ("-m", "--multirun") for a in args):
+    if not any(a in ("-m", "--multirun") for a in args) or any(a.split("=")[0] in OTHER_CONFIG_FLAGS for a in args):
         return False
     what, rest, i = None, [], 0
     while i < len(args):

@@ -165,3 +165,4 @@ def test_cfg_without_multirun_is_left_to_hydra():
 
     assert not show_sweep_configs(["+experiment=vocab_ablation", "--cfg", "job"])
     assert not show_sweep_configs(["+experiment=vocab_ablation", "-m"])
+    assert not show_sweep_configs(["-m", "--cfg", "job", "-cd", "/other/conf"])  # another config: Hydra's call
