@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 #   make demo TORCH='torch>=2.3,<2.15'
 TORCH ?= torch==2.13.0
 ROOT ?= $(CURDIR)/runs
-RESULTS ?= $(ROOT)/results/vocab_ablation
+RESULTS ?= $(ROOT)/results/vocab_ablation_demo
 REPORT ?= $(RESULTS)/report
 export SPLADE_EXP_ROOT := $(ROOT)
 export WANDB_MODE ?= offline
@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 
-.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-identity bench-eval bench-unigram bench-pretrain-memory clean
+.PHONY: venv demo test report smoke bench-head bench-encode bench-scifact bench-data bench-identity bench-eval bench-unigram bench-pretrain-memory bench-paper clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv  ## the vocab ablation at demo scale, then its frontier plot and table
-	$(PY) -m splade_exp +experiment=vocab_ablation -m
+	$(PY) -m splade_exp +experiment=vocab_ablation_demo -m
 	$(PY) -m splade_exp.analysis $(RESULTS) --out $(REPORT)
 
 test: venv  ## the test suite
@@ -62,6 +62,9 @@ bench-unigram: venv  ## unigram word counts over a generated 1 GB text file: MB/
 
 bench-pretrain-memory: venv  ## stage=pretrain on a generated 2 GB text file: peak RSS and step time (writes JSON)
 	$(PY) benchmarks/pretrain_memory.py
+
+bench-paper: venv  ## time and peak memory per stage of each paper experiment at its papers' model shapes (writes JSON)
+	$(PY) benchmarks/paper_shape.py
 
 clean:
 	rm -rf $(ROOT)

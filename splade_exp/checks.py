@@ -7,6 +7,7 @@ with one bad value fails at once, naming the job's overrides, instead of at job 
 
 What is checked (one small function per part, so each can move to the component it checks):
 
+- mandatory values (``???``: paper-scale experiments leave their data paths to the command line);
 - ``stage``; ``seed`` (an integer in [0, 2^32), what the generators accept); ``lock``;
 - ``trainer``: ``batch_size``, ``eval_batch_size``, ``max_steps`` (positive: the learning-rate
   schedule and the λ ramp are defined over them, so there is no "until stopped"), ``lr``,
@@ -250,11 +251,37 @@ def check_pretrain_checkpoint(path) -> None:
                           "checkpoint") from None
 
 
+def missing_values(cfg, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is mandatory (``???``) and not given. Interpolations are not
+    followed (``data.source.path: ${data.path}`` is reported once, as ``data.path``), which
+    ``OmegaConf.missing_keys`` cannot do: it resolves them and raises."""
+    from omegaconf import ListConfig
+
+    keys = range(len(cfg)) if isinstance(cfg, ListConfig) else cfg.keys()
+    found = []
+    for key in keys:
+        name = f"{prefix.rstrip('.')}[{key}]" if isinstance(cfg, ListConfig) else f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            found.append(name)
+        elif not OmegaConf.is_interpolation(cfg, key) and OmegaConf.is_config(cfg[key]):
+            found += missing_values(cfg[key], f"{name}.")
+    return found
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Every mandatory value is given; else a ConfigError naming the keys to pass."""
+    missing = missing_values(cfg)
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required and not set (??? "
+                          f"in the config); pass {' '.join(f'{k}=...' for k in missing)} on the command line")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError/DataError/BackboneError for a config that cannot run (see module doc)."""
     from splade_exp.data.sources import make_source
     from splade_exp.models.backbone import check_local_model, looks_local
 
+    check_required(cfg)
     if cfg.get("stage") not in STAGES:
         raise ConfigError(f"stage must be one of {STAGES}, got {cfg.get('stage')!r}")
     check_seed(cfg.get("seed"))
@@ -284,13 +311,16 @@ def check_config(cfg: DictConfig) -> None:
 
 
 # --------------------------------------------------------------------------- whole sweep
-def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """The override list of every job a BasicSweeper would launch for this multirun config."""
+def sweep_jobs(config: DictConfig, task: list[str] | None = None) -> list[list[str]]:
+    """The override list of every job a BasicSweeper would launch for this multirun config: its
+    ``hydra.sweeper.params``, then the command line's overrides (``task``; default: the ones the
+    config was composed with), a key of the command line replacing the same key of the params."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    if task is None:
+        task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     overrides = OverridesParser.create().parse_overrides([*params, *task])
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 

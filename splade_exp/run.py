@@ -16,6 +16,7 @@ differ from those of an earlier run of the same config. Then: a finished trainin
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -414,6 +415,10 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
 
     collection = load_collection(cfg)
     encoder, tokenizer, info = build_encoder(cfg, collection)
+    # Artifact builds (backbone warm-up, EMLM) leave their trainers, modules and AdamW state in
+    # reference cycles; freed now rather than whenever Python's collector runs (at BERT-base under
+    # a 100K head the EMLM optimizer state alone is 1.5 GB, beside fine-tuning's own).
+    gc.collect()
     status, diverged_step, step = "completed", None, 0
     if cfg.stage == "train":
         final = finished_training(cfg, run_dir, encoder.vocab_size)

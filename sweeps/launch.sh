@@ -3,8 +3,8 @@
 # array task, so it must outlive an SSH session). Run it on a login node.
 #
 #   sweeps/launch.sh EXPERIMENT [override ...]
-#   sweeps/launch.sh vocab_ablation hydra.launcher.partition=gpu
-#   LAUNCHER=slurm_multigpu sweeps/launch.sh head_scale hydra.launcher.partition=gpu
+#   sweeps/launch.sh vocab_ablation data.path=/data/msmarco hydra.launcher.partition=gpu
+#   LAUNCHER=slurm_multigpu sweeps/launch.sh head_scale data.path=/data/msmarco hydra.launcher.partition=gpu
 #
 # The launcher's log goes to $SPLADE_EXP_ROOT/launch/<experiment>-<time>.log. Relaunching the same
 # command later skips finished runs and resumes unfinished ones from their last.ckpt.

@@ -564,7 +564,7 @@ def test_preflight_expands_an_experiment_grid_and_checks_each_job(tmp_path):
     from splade_exp.checks import Preflight, sweep_jobs
 
     def multirun_cfg(*overrides):
-        return compose_cfg(["+experiment=vocab_ablation", *overrides], tmp_path, hydra_node=True)
+        return compose_cfg(["+experiment=vocab_ablation_demo", *overrides], tmp_path, hydra_node=True)
 
     cfg = multirun_cfg()
     jobs = sweep_jobs(cfg)

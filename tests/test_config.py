@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose_cfg
+from conftest import CONF, PAPER_EXPERIMENTS, compose_cfg, experiment_args
+from splade_exp.checks import missing_values
 
 # Choices that need a value the user must give on the command line.
 REQUIRED = {
@@ -52,7 +53,9 @@ def test_experiment_composes_and_states_its_command(name, tmp_path):
     text = (Path(CONF) / "experiment" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_"), "experiment files are global packages"
     assert f"+experiment={name}" in text, "the header must give the exact command"
-    cfg = compose_cfg([f"+experiment={name}"], tmp_path)
+    required = [o.split("=")[0] for o in PAPER_EXPERIMENTS.get(name, [])]
+    assert missing_values(compose_cfg([f"+experiment={name}"], tmp_path)) == required
+    cfg = compose_cfg(experiment_args(name), tmp_path)  # every job: tests/test_experiments.py
     OmegaConf.to_container(cfg, resolve=True)
     assert cfg.sweep == name
 

@@ -101,6 +101,20 @@ def build_bert(tokenizer: PreTrainedTokenizerFast, **config) -> BertForMaskedLM:
     return BertForMaskedLM(cfg)
 
 
+def build_masked_lm(tokenizer: PreTrainedTokenizerFast, model_type: str = "bert", **config):
+    """A randomly initialised masked LM of any ``transformers`` model type (``bert``,
+    ``modernbert``, ...) sized by ``config`` (its config class's keyword arguments), with the
+    tokenizer's vocabulary and special-token ids. ``bert`` builds exactly :func:`build_bert`'s model."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    if model_type == "bert":
+        return build_bert(tokenizer, **config)
+    specials = {f"{name}_token_id": getattr(tokenizer, f"{name}_token_id") for name in ("pad", "cls", "sep")}
+    specials.update(bos_token_id=specials["cls_token_id"], eos_token_id=specials["sep_token_id"])
+    cfg = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **specials, **config)
+    return AutoModelForMaskedLM.from_config(cfg)
+
+
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
                    "sentencepiece.bpe.model")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

@@ -1,6 +1,7 @@
 """The offline default backbone: a WordPiece tokenizer trained on the collection (+ general
-corpus) and a small BERT built from config, warmed up by whole-word-masked MLM on the same text,
-saved with ``save_pretrained`` so it loads exactly like any local or hub checkpoint. The warm-up
+corpus) and a small BERT built from config (another architecture with ``backbone.model_type``,
+e.g. ``modernbert``), warmed up by whole-word-masked MLM on the same text, saved with
+``save_pretrained`` so it loads exactly like any local or hub checkpoint. The warm-up
 runs in one process on one device, also inside a DDP job (:mod:`splade_exp.artifacts`):
 ``backbone.mlm.batch_size`` is the whole batch."""
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from splade_exp.data.masking import WholeWordMaskCollator
-from splade_exp.models.backbone import build_bert, train_wordpiece
+from splade_exp.models.backbone import build_masked_lm, train_wordpiece
 from splade_exp.models.encoder import SpladeEncoder
 from splade_exp.stages.emlm import EmlmModule
 from splade_exp.stages.fit import loader, make_trainer
@@ -32,7 +33,7 @@ def build_tiny_backbone(out: Path, bcfg, tcfg, collection, seed: int) -> None:
     torch.manual_seed(seed)
     texts = texts_for_backbone(collection)
     tokenizer = train_wordpiece(texts, bcfg.tokenizer.vocab_size, bcfg.tokenizer.lowercase)
-    model = build_bert(tokenizer, **bcfg.config)
+    model = build_masked_lm(tokenizer, bcfg.get("model_type", "bert"), **bcfg.config)
     mlm = bcfg.mlm
     if mlm.steps > 0:
         encoder = SpladeEncoder.from_masked_lm(model)

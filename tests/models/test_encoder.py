@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from splade_exp.losses import in_batch_cross_entropy
-from splade_exp.models.backbone import load_masked_lm, train_wordpiece
+from splade_exp.models.backbone import build_masked_lm, load_masked_lm, train_wordpiece
 from splade_exp.models.encoder import SpladeEncoder
 from splade_exp.regularizers import flops
 
@@ -59,6 +59,21 @@ def modernbert_like(root: Path) -> Path:
     return out
 
 
+def modernbert_built(root: Path) -> Path:
+    """ModernBERT as the offline builder makes it (``backbone.model_type: modernbert``): decoder
+    tied to the input embeddings, the tokenizer's special ids."""
+    tok = train_wordpiece(TEXTS, 60)
+    model = build_masked_lm(tok, "modernbert", hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=32, max_position_embeddings=32, global_attn_every_n_layers=2,
+                            local_attention=8)
+    assert model.config.tie_word_embeddings and model.config.pad_token_id == tok.pad_token_id
+    assert (model.config.cls_token_id, model.config.sep_token_id) == (tok.cls_token_id, tok.sep_token_id)
+    out = root / "modernbert_built"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def minilm_like(root: Path) -> Path:
     """A sentence-embedding BERT with no MLM head, loaded as a masked LM (the ``minilm`` backbone)."""
     from transformers import BertConfig, BertModel
@@ -77,10 +92,10 @@ def splade_tiny(root: Path) -> Path:
     return Path(_package_path("cognition", "model"))
 
 
-BACKBONES = {"built": built_backbone, "modernbert_like": modernbert_like, "minilm_like": minilm_like,
-             "splade_tiny": splade_tiny}
+BACKBONES = {"built": built_backbone, "modernbert_like": modernbert_like, "modernbert_built": modernbert_built,
+             "minilm_like": minilm_like, "splade_tiny": splade_tiny}
 # what the split leaves behind in each: the parameters that no longer reach the output
-DETACHED = {"built": {"mlm.cls.predictions.bias"}, "modernbert_like": set(),
+DETACHED = {"built": {"mlm.cls.predictions.bias"}, "modernbert_like": set(), "modernbert_built": set(),
             "minilm_like": {"mlm.cls.predictions.bias"}, "splade_tiny": {"mlm.cls.predictions.bias"}}
 
 
@@ -110,7 +125,8 @@ def _loss(encoder: SpladeEncoder, tokenizer) -> torch.Tensor:
 
 # both pooling implementations on the built backbone, the default (chunked) one elsewhere
 @pytest.mark.parametrize("name,impl", [("built", "chunked"), ("built", "naive"), ("modernbert_like", "chunked"),
-                                       ("minilm_like", "chunked"), ("splade_tiny", "chunked")])
+                                       ("modernbert_built", "chunked"), ("minilm_like", "chunked"),
+                                       ("splade_tiny", "chunked")])
 def test_every_trainable_parameter_gets_a_gradient_from_one_backward(loaded, name, impl):
     mlm, tokenizer = loaded(name)
     chunk = mlm.get_output_embeddings().out_features // 3 + 1  # three vocabulary chunks

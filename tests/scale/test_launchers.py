@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, read_write
 
-from conftest import CONF, compose_cfg
+from conftest import CONF, compose_cfg, experiment_args
 from splade_exp.launch import prepare_process
 from splade_exp.run import run_id
 
@@ -47,7 +47,7 @@ def test_the_four_profiles_exist():
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_composes_with_every_sweep(profile, experiment, tmp_path):
-    plain = resolved([f"launcher={profile}", f"+experiment={experiment}"], tmp_path)
+    plain = resolved([f"launcher={profile}", *experiment_args(experiment)], tmp_path)
     launcher, trainer = plain["hydra"]["launcher"], plain["trainer"]
     assert len(grid_batches(plain)) == 1, "the whole grid goes out in one launch (one Slurm job array)"
     if profile == "local":
@@ -143,7 +143,7 @@ def test_sweeps_readme_job_counts_match_the_experiment_files(tmp_path):
     table = {name: int(jobs) for name, jobs in rows}
     assert set(table) == set(EXPERIMENTS), "one row per conf/experiment file"
     for name, jobs in table.items():
-        plain = resolved([f"+experiment={name}"], tmp_path)
+        plain = resolved(experiment_args(name), tmp_path)
         assert sum(len(batch) for batch in grid_batches(plain)) == jobs, name
 
 

@@ -133,11 +133,16 @@ def test_bad_missing_value_is_a_config_error(tmp_path):
 
 def test_the_pretraining_first_commands_of_the_sweeps_readme_compose(tmp_path):
     """sweeps/README.md, *Pretraining first*: a stage=pretrain array, then a dependent fine-tuning array."""
-    pre = compose_cfg(["+experiment=pretrain_study", "launcher=slurm_multigpu", "stage=pretrain",
+    files = {"collection.tsv": "0\tpassage\n", "queries.train.tsv": "1\tquery\n", "queries.dev.small.tsv": "2\tq\n",
+             "qrels.train.tsv": "1\t0\t0\t1\n", "qrels.dev.small.tsv": "2\t0\t0\t1\n", "general.txt": "some text\n"}
+    for name, text in files.items():  # the paper file's data, named on the command line
+        (tmp_path / name).write_text(text)
+    data = [f"data.path={tmp_path}", f"data.general_corpus={tmp_path / 'general.txt'}"]
+    pre = compose_cfg(["+experiment=pretrain_study", *data, "launcher=slurm_multigpu", "stage=pretrain",
                        "hydra.launcher.partition=gpu", "hydra.launcher.tasks_per_node=4",
                        "hydra.launcher.timeout_min=2880"], tmp_path, hydra_node=True)
     assert pre.stage == "pretrain" and pre.trainer.devices == 4 and pre.pretrain.enabled
-    tune = compose_cfg(["+experiment=pretrain_study", "launcher=slurm", "hydra.launcher.partition=gpu",
+    tune = compose_cfg(["+experiment=pretrain_study", *data, "launcher=slurm", "hydra.launcher.partition=gpu",
                         "pretrain.missing=error", "+hydra.launcher.additional_parameters.dependency=afterok:1234"],
                        tmp_path, hydra_node=True)
     assert tune.hydra.launcher.additional_parameters.dependency == "afterok:1234"
