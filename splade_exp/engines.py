@@ -22,10 +22,17 @@ Seismic stores the weights as float16 and prunes posting lists (``n_postings`` p
 1.5× kept before clustering into blocks summarised at ``summary_energy``); a query visits its
 ``query_cut`` heaviest terms and skips blocks whose summary bound is below ``heap_factor`` times the
 current k-th score. So it is approximate: ``recall@{k}_vs_exact`` says how far.
+
+Seismic's build clusters every posting list, which is meant for SPLADE's ~100-200 terms per
+document; vectors of an untrained or collapsed head can hold thousands (tens of thousands with a
+100K head) and make a build of a few hundred documents take many minutes. A grid point whose
+documents average more than ``max_doc_terms`` non-zeros is not indexed: its row has
+``engine_skipped`` set and no latency columns (the exact metrics are there as always).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -35,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+log = logging.getLogger(__name__)
 
 class ExactEngine:
     """No engine: the exact top-k only (no latency columns)."""
@@ -51,9 +59,11 @@ class SeismicEngine:
     name = "seismic"
 
     def __init__(self, n_postings: int = 3500, centroid_fraction: float = 0.1, summary_energy: float = 0.4,
-                 query_cut: int = 20, heap_factor: float = 0.8, k: int | None = None) -> None:
+                 query_cut: int = 20, heap_factor: float = 0.8, k: int | None = None,
+                 max_doc_terms: int | None = 2048) -> None:
         self.n_postings, self.centroid_fraction, self.summary_energy = n_postings, centroid_fraction, summary_energy
         self.query_cut, self.heap_factor, self.k = query_cut, heap_factor, k
+        self.max_doc_terms = max_doc_terms
 
     def builder(self, vocab_size: int, threads: int) -> "SeismicBuilder":
         return SeismicBuilder(self, threads)
@@ -82,16 +92,25 @@ class SeismicBuilder:
 
         self.engine, self.threads = engine, threads
         self.dataset = SeismicDatasetLV()
-        self.rows = 0
+        self.rows = self.nnz = 0
+        self.skipped: str | None = None  # why this grid point is not indexed (module doc)
 
     def add(self, offset: int, docs: sp.csr_matrix) -> None:
         from seismic import get_seismic_string
 
         docs = sp.csr_matrix(docs)
+        self.rows += docs.shape[0]
+        self.nnz += docs.nnz
+        limit = self.engine.max_doc_terms
+        if self.skipped is None and limit is not None and self.nnz > limit * self.rows:
+            self.skipped = (f"documents average {self.nnz / self.rows:.0f} non-zeros, more than "
+                            f"eval.engine.max_doc_terms={limit}")
+            self.dataset = None  # its copy of the documents is freed
+        if self.skipped is not None:
+            return
         ids = np.arange(offset, offset + docs.shape[0]).astype(get_seismic_string())
         self.dataset.add_documents_by_id(ids, docs.indices.astype(np.int64), docs.data.astype(np.float32),
                                          docs.indptr.astype(np.int64))
-        self.rows += docs.shape[0]
 
     def measure(self, queries: sp.csr_matrix, k: int, exact_docs: np.ndarray, workdir: str | Path | None = None) -> dict:
         """Build the index, save it (size on disk), time every query alone, compare with exact.
@@ -104,6 +123,9 @@ class SeismicBuilder:
         from seismic import SeismicIndexLV, get_seismic_string
 
         e = self.engine
+        if self.skipped is not None:
+            log.warning("%s engine: not indexed, %s", e.name, self.skipped)
+            return {"engine": e.name, "engine_skipped": self.skipped, "engine_docs": self.rows}, None
         k = int(e.k or k)
         depth = min(k, self.rows)
         t0 = time.perf_counter()

@@ -48,3 +48,19 @@ def test_seismic_latency_columns_and_recall_against_exact(tmp_path):
         assert s["recall@100_vs_exact"] >= 0.95
         assert abs(s["engine_mrr@10"] - s["mrr@10"]) <= 0.05
     assert not list(tmp_path.iterdir())  # the saved index was only measured
+
+
+def test_documents_too_dense_for_the_engine_are_not_indexed_and_say_why(tmp_path):
+    rng = np.random.default_rng(1)
+    docs, queries = _zipf(rng, 100, 500, 40), _zipf(rng, 10, 500, 8)  # ~30 terms per unpruned document
+    qids, dids = [f"q{i}" for i in range(10)], [f"d{i}" for i in range(100)]
+    qrels = {q: {"d0": 1} for q in qids}
+    grid = [(0, 0), (4, 10)]
+    exact = pruning_rows(queries, docs, qids, dids, qrels, grid, k=20)
+    rows = pruning_rows(queries, [(0, docs[:50]), (50, docs[50:])], qids, dids, qrels, grid, k=20,
+                        engine=SeismicEngine(max_doc_terms=12), workdir=tmp_path).rows
+    unpruned, pruned = rows
+    assert "more than eval.engine.max_doc_terms=12" in unpruned["engine_skipped"]
+    assert "latency_p50_ms" not in unpruned and "engine_mrr@10" not in unpruned
+    assert unpruned["mrr@10"] == exact.rows[0]["mrr@10"]  # the exact metrics are there as always
+    assert "engine_skipped" not in pruned and pruned["latency_p50_ms"] > 0  # 10 terms a document: indexed

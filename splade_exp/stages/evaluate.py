@@ -145,7 +145,8 @@ def pruning_rows(q: sp.csr_matrix, docs, query_ids: list[str], doc_ids: list[str
         if builders[point] is not None:
             cols, found = builders[point].measure(pruned_q[point], k, tops[point].docs, workdir)
             row.update(cols)
-            row["engine_mrr@10"] = M.aggregate(M.perquery_topk(qrels, query_ids, found, judged))["mrr@10"]
+            if found is not None:
+                row["engine_mrr@10"] = M.aggregate(M.perquery_topk(qrels, query_ids, found, judged))["mrr@10"]
             builders[point] = None  # the engine's copy of the documents is freed
         if trec is not None:
             trec(qk, dk, tops[point].run(query_ids, doc_ids))
