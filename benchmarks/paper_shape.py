@@ -58,9 +58,10 @@ STAGES = {
     "backbone build": "splade_exp.run:load_backbone",
     "unigram vocabulary": "splade_exp.vocab.heads:unigram_vocabulary",
     "head initialisation": "splade_exp.vocab.heads:initial_decoder",
-    "EMLM pretraining": "splade_exp.vocab.emlm_pretrain:build_emlm",
+    "EMLM rows (tokenised corpus)": "splade_exp.stages.pretrain:rows_artifact",
+    "EMLM pretraining": "splade_exp.stages.pretrain:_train",
     "EMLM statistics": "splade_exp.stages.emlm_stats:emlm_statistics",
-    "encoding": "splade_exp.stages.evaluate:encode",
+    "encoding": "splade_exp.stages.evaluate:encode_to_store",
     "pruning-grid metrics": "splade_exp.stages.evaluate:pruning_rows",
 }
 #: trainer module (by class name) -> the name of its steps
