@@ -45,7 +45,7 @@ def rss_mb():  # current resident set, MiB
 
 from splade_exp.data.msmarco import MsMarco
 from transformers import AutoTokenizer
-from splade_exp.cli import _package_path
+from splade_exp.resolvers import _package_path
 tok = AutoTokenizer.from_pretrained(_package_path("cognition", "model"))
 base = rss_mb()
 t0 = time.perf_counter()

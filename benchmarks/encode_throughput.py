@@ -93,7 +93,7 @@ def run_method(job: dict) -> dict:
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from splade_exp.cli import _package_path
+    from splade_exp.resolvers import _package_path
 
     torch.set_num_threads(int(job["threads"]))
     device = torch.device(job["device"])

@@ -188,7 +188,7 @@ def encode_case(job: dict) -> dict:
 
     import torch
 
-    from splade_exp.cli import _package_path
+    from splade_exp.resolvers import _package_path
     from splade_exp.models.backbone import load_masked_lm
     from splade_exp.models.encoder import SpladeEncoder
     from splade_exp.stages.evaluate import encode, encode_to_store

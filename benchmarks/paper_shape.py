@@ -198,7 +198,7 @@ def _probe(meter: Meter, root: Path, vocab_size: int, device: str) -> list[dict]
 def worker(payload: dict) -> dict:
     import torch
 
-    from splade_exp.cli import register_resolvers
+    from splade_exp.resolvers import register_resolvers
     from splade_exp.paper_shape import overrides
 
     register_resolvers()

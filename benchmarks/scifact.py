@@ -66,7 +66,8 @@ def compose(overrides: list[str]):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from splade_exp.cli import CONFIG_DIR, register_resolvers
+    from splade_exp.cli import CONFIG_DIR
+    from splade_exp.resolvers import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()

@@ -62,7 +62,7 @@ def digest(counts):
 
 def main():
     from transformers import AutoTokenizer
-    from splade_exp.cli import _package_path
+    from splade_exp.resolvers import _package_path
     from splade_exp.data.masking import split_words
     from splade_exp.vocab.unigram import build_unigram_vocab, select_unigrams, write_vocab
     tok = AutoTokenizer.from_pretrained(_package_path("cognition", "model"))

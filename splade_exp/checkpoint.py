@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from splade_exp.errors import SpladeExpError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(SpladeExpError, RuntimeError):
     """A checkpoint that cannot be read; the message names the file and what to delete."""
 
 

@@ -43,12 +43,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from splade_exp.errors import SpladeExpError
+
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "evaluate", "pretrain")
 
 
-class ConfigError(ValueError):
+class ConfigError(SpladeExpError, ValueError):
     """A config value that cannot work; the message names the key and what to do."""
 
 
@@ -340,7 +342,7 @@ class Preflight(Callback):
             return
         from hydra import compose
 
-        from splade_exp.cli import register_resolvers
+        from splade_exp.resolvers import register_resolvers
 
         register_resolvers()
         jobs = sweep_jobs(config)

@@ -20,10 +20,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from splade_exp.errors import SpladeExpError
+
 TEMP_GLOB = ".*.tmp"
 
 
-class DiskFullError(OSError):
+class DiskFullError(SpladeExpError, OSError):
     """A write that ran out of disk space or quota; the message names the file (``errno`` and
     ``filename`` are set as on the OSError it replaces)."""
 

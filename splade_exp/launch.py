@@ -52,13 +52,13 @@ def _submitit_env():
 
 def requested_processes(tcfg) -> int:
     """Processes the trainer config asks for: devices x nodes (``auto``/-1 count the visible GPUs)."""
-    import torch
-
     devices = tcfg.devices
     if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
         devices = int(devices)
     if devices in ("auto", -1):
-        devices = torch.cuda.device_count() if tcfg.accelerator in ("gpu", "cuda", "auto") else 1
+        from splade_exp.devices import visible_gpus
+
+        devices = visible_gpus(tcfg.accelerator)
     elif not isinstance(devices, int):  # a list of device indices
         devices = len(devices)
     return max(int(devices), 1) * int(tcfg.num_nodes)

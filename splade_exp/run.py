@@ -47,13 +47,6 @@ def results_path(cfg: DictConfig, rid: str) -> Path:
     return Path(cfg.paths.results_dir) / cfg.sweep / f"{rid}.parquet"
 
 
-def _device(cfg) -> str:
-    acc = cfg.trainer.accelerator
-    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
-        return "cuda"
-    return "cpu"
-
-
 def load_collection(cfg: DictConfig):
     from splade_exp.data.sources import load_collection as load
 
@@ -298,7 +291,9 @@ def evaluate(cfg: DictConfig, encoder, tokenizer, collection, run_dir: Path, rid
     from splade_exp.runfiles import trec_path, write_trec
     from splade_exp.stages.evaluate import evaluate_encoder
 
-    device = _device(cfg)
+    from splade_exp.devices import job_device
+
+    device = job_device(cfg.trainer.accelerator)
     encoder.to(device)
     e = cfg.eval
     results_dir = Path(cfg.paths.results_dir) / cfg.sweep

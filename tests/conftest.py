@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from splade_exp.cli import register_resolvers
+from splade_exp.resolvers import register_resolvers
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 #: What the paper-scale experiment files leave to the command line: their data.

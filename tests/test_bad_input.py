@@ -474,7 +474,7 @@ def test_backbone_directory_without_a_model(tmp_path):
 def test_backbone_with_truncated_weights(tmp_path):
     import shutil
 
-    from splade_exp.cli import _package_path
+    from splade_exp.resolvers import _package_path
     from splade_exp.models.backbone import load_masked_lm
 
     model = tmp_path / "model"

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from splade_exp.errors import SpladeExpError
+
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(SpladeExpError, ValueError):
     """Bad input data; the message names the file (and line) and what to do."""
 
 

@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from splade_exp.errors import SpladeExpError
 from splade_exp.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ HEAD_VOCAB = "vocab.tsv"
 FORMAT = 1
 
 
-class ModelDirError(ValueError):
+class ModelDirError(SpladeExpError, ValueError):
     """A model directory that cannot be used as asked; the message names the path and what to do."""
 
 

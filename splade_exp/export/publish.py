@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from splade_exp.errors import SpladeExpError
 from splade_exp.export.model_dir import METADATA, ModelDir
 from splade_exp.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
 
-class ExportError(ValueError):
+class ExportError(SpladeExpError, ValueError):
     """A run that cannot be exported; the message says which and why."""
 
 
@@ -29,7 +30,8 @@ def configured_paths(root: str | None = None) -> tuple[Path, Path]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from splade_exp.cli import CONFIG_DIR, register_resolvers
+    from splade_exp.cli import CONFIG_DIR
+    from splade_exp.resolvers import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()

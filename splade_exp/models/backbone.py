@@ -8,6 +8,8 @@ from typing import Iterable
 
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
+from splade_exp.errors import SpladeExpError
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 #: Part of the artifact keys of built backbones (and of what is built on them): bump it when the
 #: same config builds a different backbone, so that no cache mixes the two.
@@ -15,7 +17,7 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BUILD_VERSION = 2
 
 
-class BackboneError(ValueError):
+class BackboneError(SpladeExpError, ValueError):
     """A backbone that cannot be loaded; the message names the path or config key."""
 
 

@@ -20,6 +20,7 @@ from lightning.pytorch.plugins.environments import ClusterEnvironment, SLURMEnvi
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from splade_exp.devices import own_device
 from splade_exp.io import atomic_path
 
 
@@ -88,15 +89,6 @@ class SingleProcessEnvironment(ClusterEnvironment):
 
     def node_rank(self) -> int:
         return 0
-
-
-def own_device(accelerator: str):
-    """``devices`` for a single-process trainer: this rank's own GPU (``LOCAL_RANK``/``SLURM_LOCALID``)
-    where the trainer runs on GPUs, else 1."""
-    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
-        return [local % torch.cuda.device_count()]
-    return 1
 
 
 def make_trainer(tcfg, root_dir: Path, max_steps: int, logger=False, callbacks=(), checkpoint_every: int | None = None,

