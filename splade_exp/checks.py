@@ -235,6 +235,46 @@ def check_corpus(spec, key: str) -> None:
                           "Parquet/JSON dataset) or directory of dataset files")
 
 
+def needs_teacher(module) -> bool:
+    """Whether a ranking loss, or a term of a composite one, trains on teacher scores."""
+    return any(getattr(m, "needs_teacher", False) for m in module.modules())
+
+
+def check_objective(cfg: DictConfig) -> None:
+    """The ``loss`` group's objects build (their own argument checks, naming the key), and a
+    distillation loss has teacher scores to train on."""
+    from splade_exp.stages.splade import build_objective
+
+    if cfg.get("loss") is None or cfg.loss.get("ranking") is None:
+        return
+    try:
+        ranking, _ = build_objective(cfg.loss)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    data = cfg.get("data") or {}
+    if needs_teacher(ranking) and not (data.get("distillation") or data.get("teacher_scores")):
+        raise ConfigError(f"loss={cfg.loss.get('name')}: its ranking loss distils teacher scores, but the data carry none; "
+                          "set data.distillation=<JSON lines {qid, pos, neg}> or data.teacher_scores=<qid pid score "
+                          "file> (with data.num_negatives>0), or choose a loss without a teacher (loss=flops)")
+
+
+def check_combinations(cfg: DictConfig) -> None:
+    """Choices of different groups that cannot go together: ``init`` × ``vocab``."""
+    from splade_exp.export.model_dir import ModelDir
+
+    vocab, init = cfg.get("vocab"), cfg.get("init")
+    if vocab is None or init is None:
+        return
+    if init.get("kind") == "esplade" and vocab.get("kind") != "unigram":
+        raise ConfigError(f"init={init.get('name')} builds unigram rows from WordPiece rows; it needs vocab=unigram "
+                          f"(got vocab={vocab.get('name')}); with the WordPiece head use init=pretrained or init=random")
+    carried = ModelDir.of(cfg.get("backbone", {}).get("name_or_path")) is not None  # keeps its own head
+    if init.get("kind") == "pretrained" and vocab.get("kind") == "unigram" and not carried:
+        raise ConfigError(f"init={init.get('name')} keeps the backbone's WordPiece decoder and cannot score "
+                          "vocab=unigram; use init=random or init=esplade (or a model directory of a unigram run "
+                          "as backbone.name_or_path)")
+
+
 def check_pretrain_checkpoint(path) -> None:
     from safetensors import safe_open
 
@@ -301,6 +341,8 @@ def check_config(cfg: DictConfig) -> None:
         _positive_int(vocab.get("size"), "vocab.size")
         check_corpus(vocab.get("corpus", "in_domain"), "vocab.corpus")
     check_pretrain(cfg.get("pretrain"))
+    check_combinations(cfg)
+    check_objective(cfg)
     make_source(cfg.data, cfg.paths.artifacts_dir)
     name = cfg.backbone.get("name_or_path")
     if name and looks_local(name):

@@ -141,6 +141,8 @@ class MarginMSE(nn.Module):
     with MS MARCO cross-encoder scores).
     """
 
+    needs_teacher = True  # the preflight refuses it on data without teacher scores (checks.py)
+
     def forward(self, batch: LossBatch) -> torch.Tensor:
         s = batch.candidate_scores()                   # (Nq, 1 + n): s(q, d+), s(q, d-_1..d-_n)
         t = batch.teacher("MarginMSE").to(s.dtype)     # the teacher's scores of the same documents
@@ -155,6 +157,8 @@ class KLDistillation(nn.Module):
     i.e. ``KL(p_t || p_s)`` averaged over queries. ``temperature`` τ (default 1) divides both score
     lists; the result is not multiplied by τ² (so at τ ≠ 1 the gradient scale changes with τ).
     """
+
+    needs_teacher = True
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
