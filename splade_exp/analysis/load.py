@@ -123,10 +123,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     columns = list(dict.fromkeys(c for f in frames for c in f.columns))
     trimmed = [f.dropna(axis=1, how="all") for f in frames]
     df = pd.concat(trimmed, ignore_index=True, sort=False)
-    for c in columns:
-        if c not in df.columns:
-            df[c] = np.nan
-    return df[columns]
+    return df.reindex(columns=columns)  # all-missing columns come back as NaN, in one step
 
 
 def _read_many(files: Iterable[Path]) -> list[pd.DataFrame]:
