@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from machine import cpu_model as _cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,16 +50,6 @@ DEFAULT_CASES = ("100000:30522:old,100000:30522:new,1000000:30522:new,1000000:30
                  "100000:100000:old,100000:100000:new,1000000:100000:new")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _peak_rss_mb() -> float:

@@ -72,6 +72,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import cpu_model as _cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -328,17 +329,6 @@ def _meminfo_bytes(key: str) -> int | None:
     except OSError:
         pass
     return None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _child_json(code: str) -> dict:

@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model, loadavg  # noqa: E402  (benchmarks/machine.py)
 
 CHILD = r"""
 import hashlib, json, os, resource, sys, time
@@ -101,21 +102,6 @@ def main():
 if __name__ == "__main__":
     main()
 """
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def run_case(path: Path, case: str, limit: int, size: int, work: Path) -> dict:
