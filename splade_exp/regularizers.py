@@ -76,20 +76,28 @@ Schedule = Callable[[int], float]
 
 
 # --------------------------------------------------------------------------- regularisers
-class FlopsPerSide(nn.Module):
+class PerSide(nn.Module):
+    """A regulariser with one λ per side, both ramped by one schedule: :meth:`lambdas` gives
+    ``(λ_q(t), λ_d(t))`` at the batch's step."""
+
+    def __init__(self, lambda_q: float, lambda_d: float, schedule: Schedule | None = None) -> None:
+        super().__init__()
+        self.lambda_q, self.lambda_d, self.schedule = float(lambda_q), float(lambda_d), schedule or Constant()
+
+    def lambdas(self, step: int) -> tuple[float, float]:
+        ramp = self.schedule(step)
+        return self.lambda_q * ramp, self.lambda_d * ramp
+
+
+class FlopsPerSide(PerSide):
     """SPLADE's ``λ_q(t)·FLOPS(Q) + λ_d(t)·FLOPS(D)`` on the global batch (D = positives + negatives).
 
     Logs ``lambda_q``, ``lambda_d`` (the side FLOPS themselves are logged for every run as
     ``flops_q``, ``flops_d``).
     """
 
-    def __init__(self, lambda_q: float, lambda_d: float, schedule: Schedule | None = None) -> None:
-        super().__init__()
-        self.lambda_q, self.lambda_d, self.schedule = float(lambda_q), float(lambda_d), schedule or Constant()
-
     def forward(self, batch: LossBatch) -> dict[str, torch.Tensor | float]:
-        ramp = self.schedule(batch.step)
-        lam_q, lam_d = self.lambda_q * ramp, self.lambda_d * ramp
+        lam_q, lam_d = self.lambdas(batch.step)
         return {"loss": lam_q * flops(batch.q_all) + lam_d * flops(batch.d_all), "lambda_q": lam_q, "lambda_d": lam_d}
 
 
@@ -118,20 +126,15 @@ class JointFlops(nn.Module):
         return {"loss": lam * jf, "jflops": jf, "lambda_q": lam, "lambda_d": lam}
 
 
-class L1(nn.Module):
+class L1(PerSide):
     """``λ_q(t)·L1(Q) + λ_d(t)·L1(D)``, the mean L1 norm per side (SparTerm, SPLADE v1's ablation).
 
     Unlike FLOPS it does not favour spreading mass over terms: it shrinks every weight alike.
     Logs ``l1_q``, ``l1_d``, ``lambda_l1_q``, ``lambda_l1_d``.
     """
 
-    def __init__(self, lambda_q: float, lambda_d: float, schedule: Schedule | None = None) -> None:
-        super().__init__()
-        self.lambda_q, self.lambda_d, self.schedule = float(lambda_q), float(lambda_d), schedule or Constant()
-
     def forward(self, batch: LossBatch) -> dict[str, torch.Tensor | float]:
-        ramp = self.schedule(batch.step)
-        lam_q, lam_d = self.lambda_q * ramp, self.lambda_d * ramp
+        lam_q, lam_d = self.lambdas(batch.step)
         l1_q, l1_d = l1(batch.q_all), l1(batch.d_all)
         return {"loss": lam_q * l1_q + lam_d * l1_d, "l1_q": l1_q, "l1_d": l1_d,
                 "lambda_l1_q": lam_q, "lambda_l1_d": lam_d}
