@@ -456,7 +456,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path, monkeyp
 
 def test_unigram_vocabulary_larger_than_the_corpus(tmp_path):
     root = write_beir(tmp_path / "beir")
-    msg = run_fails(toy_cfg(tmp_path, root, "vocab=unigram", "vocab.size=5000"), ValueError)
+    msg = run_fails(toy_cfg(tmp_path, root, "vocab=unigram", "init=random", "vocab.size=5000"), ValueError)
     assert "vocab.size=5000 is larger than the number of distinct words in the corpus" in msg
     assert "lower vocab.size" in msg
     assert not list((tmp_path / "root" / "artifacts" / "vocab").glob("unigram-*"))  # nothing half-built
