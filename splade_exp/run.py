@@ -489,6 +489,7 @@ def _run_pretrain(cfg: DictConfig, rid: str, logger) -> pd.DataFrame:
         return pd.DataFrame()
     collection = load_collection(cfg)
     encoder, tokenizer, words, info = prepare_model(cfg, collection)
+    info.pop("head.carried_scaled")  # fine-tuning's concern (head.k), not the pretraining's
     directory = pretrain_emlm(emlm_spec(cfg), encoder, tokenizer, collection, words, logger=logger)
     built = ",".join(artifacts.built_by_job())  # collective under DDP
     if distributed_world()[0] == 0:
