@@ -157,12 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg = compose(base)
     results_dir = Path(cfg.paths.results_dir) / args.sweep
-    from omegaconf import OmegaConf
+    from splade_exp.run import bm25_path
 
-    from splade_exp.hashing import config_hash
-
-    key = {"data": OmegaConf.to_container(cfg.data.source, resolve=True), "split": cfg.data.eval_split}
-    bm25 = pd.read_parquet(results_dir / f"bm25-{config_hash(key)}.parquet")  # as run.ensure_bm25 names it
+    bm25 = pd.read_parquet(bm25_path(cfg))
     bm25_row = {k: (int(v) if k in ("qk", "dk") else float(v)) for k, v in bm25.iloc[0][["qk", "dk", *METRICS]].items()}
 
     import subprocess

@@ -62,6 +62,11 @@ def bm25_key(cfg: DictConfig) -> dict:
             "drop_unknown_qrels": bool(cfg.data.get("drop_unknown_qrels", False)), "split": cfg.data.eval_split}
 
 
+def bm25_path(cfg: DictConfig) -> Path:
+    """The BM25 results file of this config's data and split (``<results_dir>/<sweep>/bm25-<key>.parquet``)."""
+    return Path(cfg.paths.results_dir) / cfg.sweep / f"bm25-{config_hash(bm25_key(cfg))}.parquet"
+
+
 def ensure_bm25(cfg: DictConfig, collection) -> Path:
     """BM25 rows of this collection and split, written once per sweep (again with ``force=true``), with
     their per-query metrics and run file (``runfiles``); the results file is written last (it marks the
@@ -69,9 +74,8 @@ def ensure_bm25(cfg: DictConfig, collection) -> Path:
     from splade_exp.baselines.bm25 import bm25_evaluation
     from splade_exp.runfiles import perquery_path, trec_path, write_perquery, write_trec
 
-    rid = f"bm25-{config_hash(bm25_key(cfg))}"
-    results_dir = Path(cfg.paths.results_dir) / cfg.sweep
-    path = results_dir / f"{rid}.parquet"
+    path = bm25_path(cfg)
+    results_dir, rid = path.parent, path.name[: -len(".parquet")]
     if cfg.force or not path.exists():
         row, per, bm25_run = bm25_evaluation(collection, cfg.data.eval_split, k=cfg.eval.k)
         write_trec(trec_path(results_dir, rid, 0, 0), bm25_run, rid)
