@@ -20,3 +20,9 @@ def cpu_model() -> str:
 def loadavg() -> list[float]:
     """The 1, 5 and 15-minute load averages, rounded: absolute times mean little at a high load."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine(start_load: list[float]) -> dict:
+    """The ``machine`` entry of a benchmark's JSON: CPU, core count, Python, load before and after."""
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "loadavg_start": start_load, "loadavg_end": loadavg()}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model, loadavg  # noqa: E402  (benchmarks/machine.py)
+from machine import loadavg, machine  # noqa: E402  (benchmarks/machine.py)
 
 PREVIOUS = r"""
 import json, random, resource, sys, time
@@ -145,8 +144,7 @@ def main(argv=None) -> dict:
         "step_s": stats["train_time_s"] / args.steps, "steps": args.steps, "batch_size": args.batch,
         "max_length": args.max_length, "backbone": args.backbone,
         "previous_read_and_shuffle": previous,
-        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_start": start_load, "loadavg_end": loadavg()},
+        "machine": machine(start_load),
     }
     from splade_exp.io import write_json
 

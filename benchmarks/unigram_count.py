@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_model, loadavg  # noqa: E402  (benchmarks/machine.py)
+from machine import loadavg, machine  # noqa: E402  (benchmarks/machine.py)
 
 CHILD = r"""
 import hashlib, json, os, resource, sys, time
@@ -147,8 +145,7 @@ def main(argv=None) -> dict:
         "speedup_parallel_vs_previous": parallel["mb_per_s"] / previous["mb_per_s"],
         "counts_equal_serial_parallel": serial["digest"] == parallel["digest"],
         "counts_equal_previous_streamed_on_prefix": previous["digest"] == prefix_new["digest"],
-        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_start": start_load, "loadavg_end": loadavg()},
+        "machine": machine(start_load),
     }
     from splade_exp.io import write_json
 
