@@ -75,7 +75,7 @@ def ensure_bm25(cfg: DictConfig, collection) -> Path:
     from splade_exp.runfiles import perquery_path, trec_path, write_perquery, write_trec
 
     path = bm25_path(cfg)
-    results_dir, rid = path.parent, path.name[: -len(".parquet")]
+    results_dir, rid = path.parent, path.stem
     if cfg.force or not path.exists():
         row, per, bm25_run = bm25_evaluation(collection, cfg.data.eval_split, k=cfg.eval.k)
         write_trec(trec_path(results_dir, rid, 0, 0), bm25_run, rid)
