@@ -5,29 +5,36 @@ and long before training, and the :class:`Preflight` Hydra callback runs it for 
 sweep before the first one is launched (on the login node for Slurm arrays): a grid of 48 jobs
 with one bad value fails at once, naming the job's overrides, instead of at job 37.
 
-What is checked (one small function per part, so each can move to the component it checks):
+What is checked (one function per component, named for it; a component that owns code elsewhere
+checks itself there):
 
 - mandatory values (``???``: paper-scale experiments leave their data paths to the command line);
 - ``stage``; ``seed`` (an integer in [0, 2^32), what the generators accept); ``lock``;
 - ``trainer``: ``batch_size``, ``eval_batch_size``, ``max_steps`` (positive: the learning-rate
   schedule and the λ ramp are defined over them, so there is no "until stopped"), ``lr``,
   ``warmup_steps``, ``checkpoint_every_n_steps`` (positive or null), ``log_every_n_steps``,
-  ``accumulate_grad_batches``, ``num_workers``, ``collapse.*``; ``loss.lambda_warmup_steps``;
-- lengths (``data.query_max_length``/``doc_max_length``, ``backbone.mlm.max_length``,
-  ``pretrain.max_length``) within the backbone's position embeddings: a built backbone's
-  ``backbone.config.max_position_embeddings``, a local model's ``config.json`` (read without the
-  weights); a hub model's once it is loaded, still before training (``run.py``);
-- the built backbone's ``tokenizer.vocab_size`` and ``mlm`` steps and batch; ``pretrain`` steps,
-  batch, lr, repetition, ``missing``, ``checkpoint_every_n_steps`` and wait settings when it is
-  enabled; the corpora ``vocab.corpus`` / ``pretrain.corpus`` (``in_domain``, ``general`` or an
-  existing path); ``vocab.size`` (a positive integer);
-- ``prune.grid`` (pairs of non-negative integers);
+  ``accumulate_grad_batches``, ``num_workers``, ``collapse.*`` (:func:`check_trainer`);
+- ``loss``: ``lambda_warmup_steps``, the training top-k (:func:`check_loss`), and its objects build
+  with teacher scores when they distil (:func:`check_objective`);
+- ``prune.grid`` (pairs of non-negative integers); ``vocab.size`` and ``vocab.corpus`` of a unigram
+  vocabulary (:func:`check_vocab`);
+- ``head``: pooling, its implementation and chunk size, ``k``, ``inflate_norm``
+  (:func:`splade_exp.models.encoder.check_head`);
+- ``pretrain`` steps, batch, lr, repetition, ``missing``, ``checkpoint_every_n_steps``, wait
+  settings and corpus when it is enabled (:func:`check_pretrain`); ``pretrain.checkpoint`` (exists,
+  its safetensors header parses);
+- choices of different groups that cannot go together (:func:`check_combinations`);
 - ``paths``: the runs root (``paths.root`` / ``SPLADE_EXP_ROOT``) and the artifacts, runs and
   results directories can be created and written (checked on the nearest existing parent, without
   creating anything);
 - the data source (paths exist and are readable; options make sense;
-  :mod:`splade_exp.data.sources`), a local ``backbone.name_or_path`` (a directory with a config,
-  weights and tokenizer files), ``pretrain.checkpoint`` (exists, its safetensors header parses).
+  :mod:`splade_exp.data.sources`);
+- the backbone, by its builder (:meth:`splade_exp.models.backbones.Backbone.check`): a built one's
+  ``tokenizer.vocab_size`` and ``mlm`` steps and batch, a local ``backbone.name_or_path`` (a
+  directory with a config, weights and tokenizer files); and the lengths
+  (:func:`tokenised_lengths`, ``backbone.mlm.max_length``) within its position embeddings: a built
+  backbone's ``backbone.config.max_position_embeddings``, a local model's ``config.json`` (read
+  without the weights); a hub model's once it is loaded, still before training.
 
 Checks that need the data (a unigram ``vocab.size`` larger than the corpus's distinct words,
 malformed lines, unknown qrels ids, a batch larger than the training pairs) run when the job reads
@@ -54,19 +61,19 @@ class ConfigError(SpladeExpError, ValueError):
     """A config value that cannot work; the message names the key and what to do."""
 
 
-def _positive_int(value, key: str, hint: str = "") -> int:
+def positive_int(value, key: str, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}{hint}")
     return value
 
 
-def _non_negative_int(value, key: str) -> int:
+def non_negative_int(value, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{key} must be a non-negative integer, got {value!r}")
     return value
 
 
-def _positive_number(value, key: str) -> float:
+def positive_number(value, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
         raise ConfigError(f"{key} must be a positive number, got {value!r}")
     return value
@@ -85,24 +92,24 @@ def check_lock(lock) -> None:
 
 
 def check_trainer(t) -> None:
-    """``trainer`` values (and the λ ramp of ``loss``) that would fail late or silently misbehave."""
-    _positive_int(t.get("batch_size"), "trainer.batch_size", " (the global batch of training pairs)")
-    _positive_int(t.get("eval_batch_size"), "trainer.eval_batch_size")
-    _positive_int(t.get("max_steps"), "trainer.max_steps", "; training is step-bounded: the learning-rate "
+    """``trainer`` values that would fail late or silently misbehave."""
+    positive_int(t.get("batch_size"), "trainer.batch_size", " (the global batch of training pairs)")
+    positive_int(t.get("eval_batch_size"), "trainer.eval_batch_size")
+    positive_int(t.get("max_steps"), "trainer.max_steps", "; training is step-bounded: the learning-rate "
                   "schedule and the lambda ramp are defined over trainer.max_steps, so -1 (until stopped) has no "
                   "meaning here")
-    _positive_number(t.get("lr"), "trainer.lr")
-    _non_negative_int(t.get("warmup_steps"), "trainer.warmup_steps")
+    positive_number(t.get("lr"), "trainer.lr")
+    non_negative_int(t.get("warmup_steps"), "trainer.warmup_steps")
     if t.get("checkpoint_every_n_steps") is not None:
-        _positive_int(t.checkpoint_every_n_steps, "trainer.checkpoint_every_n_steps", " (or null: no periodic "
+        positive_int(t.checkpoint_every_n_steps, "trainer.checkpoint_every_n_steps", " (or null: no periodic "
                       "checkpoint)")
-    _positive_int(t.get("log_every_n_steps"), "trainer.log_every_n_steps")
-    _positive_int(t.get("accumulate_grad_batches"), "trainer.accumulate_grad_batches")
-    _non_negative_int(t.get("num_workers"), "trainer.num_workers")
+    positive_int(t.get("log_every_n_steps"), "trainer.log_every_n_steps")
+    positive_int(t.get("accumulate_grad_batches"), "trainer.accumulate_grad_batches")
+    non_negative_int(t.get("num_workers"), "trainer.num_workers")
     c = t.get("collapse")
     if c is not None:
-        _positive_int(c.get("patience"), "trainer.collapse.patience")
-        _positive_int(c.get("check_every"), "trainer.collapse.check_every")
+        positive_int(c.get("patience"), "trainer.collapse.patience")
+        positive_int(c.get("check_every"), "trainer.collapse.check_every")
 
 
 def position_limit(config: dict) -> int | None:
@@ -116,59 +123,51 @@ def position_limit(config: dict) -> int | None:
     return limit
 
 
-def backbone_position_limit(bcfg) -> tuple[int | None, str]:
-    """(limit, where it comes from) without loading weights; (None, ...) for a hub name."""
-    import json
-
-    from splade_exp.models.backbone import looks_local
-
-    name = bcfg.get("name_or_path")
-    if not name:  # built from backbone.config (transformers.BertConfig: 512 unless set)
-        config = OmegaConf.to_container(bcfg.config, resolve=True) if bcfg.get("config") is not None else {}
-        return position_limit({"max_position_embeddings": 512, **config}), "backbone.config.max_position_embeddings"
-    file = Path(str(name)).expanduser() / "config.json"
-    if looks_local(name) and file.is_file():
-        try:
-            return position_limit(json.loads(file.read_text())), str(file)
-        except (OSError, ValueError):
-            return None, str(file)
-    return None, str(name)
-
-
-def check_lengths(cfg: DictConfig, limit: int | None, where: str) -> None:
-    """Every max length the run tokenises with is positive and fits the backbone's positions."""
+def tokenised_lengths(cfg: DictConfig) -> dict:
+    """Dotted key -> max length of what the run tokenises besides the backbone's own build: the data's
+    queries and documents, and the EMLM pretraining when this run trains it."""
     lengths = {f"data.{k}": cfg.data.get(k) for k in ("query_max_length", "doc_max_length")}
-    if not cfg.backbone.get("name_or_path") and cfg.backbone.get("mlm") is not None:
-        lengths["backbone.mlm.max_length"] = cfg.backbone.mlm.get("max_length")
     pretrain = cfg.get("pretrain")
     if pretrain is not None and pretrain.get("enabled") and not pretrain.get("checkpoint"):
         lengths["pretrain.max_length"] = pretrain.get("max_length")
+    return lengths
+
+
+def check_lengths(lengths: dict, limit: int | None, where: str) -> None:
+    """Every max length of ``lengths`` (dotted key -> tokens) is positive and fits the backbone's
+    ``limit`` positions (None: unknown), which come from ``where``."""
     for key, value in lengths.items():
-        _positive_int(value, key)
+        positive_int(value, key)
         if limit is not None and value > limit:
             raise ConfigError(f"{key}={value} is longer than the backbone's {limit} positions ({where}); set it to "
                               f"at most {limit}")
 
 
-def check_backbone_build(b) -> None:
-    """A backbone built from config: its tokenizer size and MLM warm-up."""
-    if b.get("name_or_path"):
-        return
-    if b.get("tokenizer") is not None:
-        _positive_int(b.tokenizer.get("vocab_size"), "backbone.tokenizer.vocab_size")
-    if b.get("mlm") is not None:
-        _non_negative_int(b.mlm.get("steps"), "backbone.mlm.steps")
-        _positive_int(b.mlm.get("batch_size"), "backbone.mlm.batch_size")
+def check_backbone(cfg: DictConfig) -> None:
+    """The backbone's builder checks its own config and the run's lengths
+    (:meth:`splade_exp.models.backbones.Backbone.check`)."""
+    from splade_exp.models.backbones import builder
+
+    builder(cfg.backbone).check(tokenised_lengths(cfg))
+
+
+def check_loss(loss) -> None:
+    """``loss``'s plain keys: the lambda ramp and the training top-k (0: no masking; a k at or above
+    the vocabulary size keeps every term, :func:`splade_exp.sparse.topk_mask`)."""
+    if loss.get("lambda_warmup_steps") is not None:
+        non_negative_int(loss.lambda_warmup_steps, "loss.lambda_warmup_steps")
+    for key in ("topk_q", "topk_d"):
+        non_negative_int(loss.get(key, 0), f"loss.{key}")
 
 
 def check_pretrain(p) -> None:
     if p is None or not p.get("enabled") or p.get("checkpoint"):
         return
-    _positive_int(p.get("steps"), "pretrain.steps")
-    _positive_int(p.get("batch_size"), "pretrain.batch_size")
-    _positive_number(p.get("lr"), "pretrain.lr")
-    _positive_number(p.get("repetition"), "pretrain.repetition")
-    _non_negative_int(p.get("val_size"), "pretrain.val_size")
+    positive_int(p.get("steps"), "pretrain.steps")
+    positive_int(p.get("batch_size"), "pretrain.batch_size")
+    positive_number(p.get("lr"), "pretrain.lr")
+    positive_number(p.get("repetition"), "pretrain.repetition")
+    non_negative_int(p.get("val_size"), "pretrain.val_size")
     from splade_exp.stages.pretrain import MISSING
 
     if p.get("missing", "build") not in MISSING:
@@ -318,10 +317,17 @@ def check_required(cfg: DictConfig) -> None:
                           f"in the config); pass {' '.join(f'{k}=...' for k in missing)} on the command line")
 
 
+def check_vocab(vocab) -> None:
+    """A unigram vocabulary's size and corpus (the WordPiece head has no settings)."""
+    if vocab.get("kind") == "unigram":
+        positive_int(vocab.get("size"), "vocab.size")
+        check_corpus(vocab.get("corpus", "in_domain"), "vocab.corpus")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError/DataError/BackboneError for a config that cannot run (see module doc)."""
     from splade_exp.data.sources import make_source
-    from splade_exp.models.backbone import check_local_model, looks_local
+    from splade_exp.models.encoder import check_head
 
     check_required(cfg)
     if cfg.get("stage") not in STAGES:
@@ -331,24 +337,19 @@ def check_config(cfg: DictConfig) -> None:
     check_paths(cfg.paths)
     if cfg.get("trainer") is not None:
         check_trainer(cfg.trainer)
-    loss = cfg.get("loss")
-    if loss is not None and loss.get("lambda_warmup_steps") is not None:
-        _non_negative_int(loss.lambda_warmup_steps, "loss.lambda_warmup_steps")
+    if cfg.get("loss") is not None:
+        check_loss(cfg.loss)
     if "prune" in cfg:
         check_prune_grid(cfg.prune.grid)
-    vocab = cfg.get("vocab")
-    if vocab is not None and vocab.get("kind") == "unigram":
-        _positive_int(vocab.get("size"), "vocab.size")
-        check_corpus(vocab.get("corpus", "in_domain"), "vocab.corpus")
+    if cfg.get("vocab") is not None:
+        check_vocab(cfg.vocab)
+    if cfg.get("head") is not None:
+        check_head(cfg.head)
     check_pretrain(cfg.get("pretrain"))
     check_combinations(cfg)
     check_objective(cfg)
     make_source(cfg.data, cfg.paths.artifacts_dir)
-    name = cfg.backbone.get("name_or_path")
-    if name and looks_local(name):
-        check_local_model(name)
-    check_backbone_build(cfg.backbone)
-    check_lengths(cfg, *backbone_position_limit(cfg.backbone))
+    check_backbone(cfg)
     pretrain = cfg.get("pretrain")
     if pretrain is not None and pretrain.get("enabled") and pretrain.get("checkpoint"):
         check_pretrain_checkpoint(pretrain.checkpoint)

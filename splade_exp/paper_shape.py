@@ -36,14 +36,14 @@ MAX_WORDS = len(_SYLLABLES) ** 3
 VERSION = 1
 
 # One job per paper experiment, the one that exercises the most of it, and the offline backbone
-# of its paper backbone's shape.
+# of its paper backbone's shape (with its MLM-head norm where the experiment is about it).
 _EMLM = ["pretrain.steps=2", "pretrain.batch_size=8", "pretrain.max_length=64", "pretrain.warmup_steps=1",
          "pretrain.val_size=8", "pretrain.val_every_n_steps=0", "pretrain.stats_docs=16", "pretrain.stats_batch_size=8"]
 JOBS = {
     "vocab_ablation": ["model=esplade_100k", "backbone=bert_base_shaped", "vocab.corpus=general", *_EMLM],
     "pretrain_study": ["pretrain.corpus=general", "pretrain.repetition=1", "pretrain.lr=1.0e-3",
                        "backbone=bert_base_shaped", "vocab.corpus=general", *_EMLM],
-    "head_scale": ["head.k=16", "backbone=modernbert_base_shaped"],
+    "head_scale": ["head.k=16", "backbone=modernbert_base_shaped", "head.inflate_norm=2.55"],
 }
 #: Fine-tuning at test size: 2 steps at batch 8, documents cut at 64 tokens.
 FINE_TUNING = ["trainer.max_steps=2", "trainer.batch_size=8", "trainer.warmup_steps=1", "loss.lambda_warmup_steps=2",

@@ -88,32 +88,28 @@ def ensure_bm25(cfg: DictConfig, collection) -> Path:
     return path
 
 
-def load_backbone(cfg: DictConfig, collection):
-    """(masked LM, tokenizer): built offline from config, or loaded from ``backbone.name_or_path``."""
-    from splade_exp.models.backbone import BUILD_VERSION, load_masked_lm
-
-    b = cfg.backbone
-    if b.name_or_path:
-        from splade_exp.checks import check_lengths, position_limit
-
-        mlm, tokenizer = load_masked_lm(b.name_or_path)
-        check_lengths(cfg, position_limit(mlm.config.to_dict()), f"{b.name_or_path}: config.max_position_embeddings")
-        return mlm, tokenizer
-    from splade_exp.stages.backbone_mlm import build_tiny_backbone
+def backbone_key(cfg: DictConfig) -> dict:
+    """The backbone's identity in this run's artifact keys (:meth:`splade_exp.models.backbones.Backbone.key`)."""
+    from splade_exp.models.backbones import builder
     from splade_exp.vocab.unigram import data_key
 
-    # keyed on what the build uses (not the choice's name): tiny and tiny_inflated share it
-    key = {"tokenizer": b.tokenizer, "config": b.config, "mlm": b.mlm, "data": data_key(cfg), "seed": cfg.seed,
-           "build": BUILD_VERSION}
-    path = artifacts.artifact(cfg.paths.artifacts_dir, "backbone", "built", key,
-                              lambda out: build_tiny_backbone(out, b, cfg.trainer, collection, cfg.seed))
-    return load_masked_lm(str(path))
+    return builder(cfg.backbone).key(int(cfg.seed), data_key(cfg), Path(str(cfg.paths.artifacts_dir)) / "fingerprints")
+
+
+def load_backbone(cfg: DictConfig, collection):
+    """(masked LM, tokenizer) of the backbone's builder (:mod:`splade_exp.models.backbones`)."""
+    from splade_exp.checks import tokenised_lengths
+    from splade_exp.models.backbones import builder
+    from splade_exp.vocab.unigram import data_key
+
+    return builder(cfg.backbone).load(collection, cfg.trainer, cfg.paths.artifacts_dir, int(cfg.seed), data_key(cfg),
+                                      tokenised_lengths(cfg))
 
 
 def emlm_spec(cfg: DictConfig):
     """What the EMLM stage needs of the config (its sub-configs and the identities of its inputs)."""
     from splade_exp.stages.pretrain import EmlmSpec
-    from splade_exp.vocab.unigram import backbone_key, data_key
+    from splade_exp.vocab.unigram import data_key
 
     return EmlmSpec(cfg.pretrain, cfg.trainer, cfg.vocab, cfg.init, int(cfg.seed), backbone_key(cfg), data_key(cfg),
                     Path(cfg.paths.artifacts_dir))
@@ -141,13 +137,13 @@ def prepare_model(cfg: DictConfig, collection):
     from splade_exp.models.encoder import SpladeEncoder
     from splade_exp.models.head_scale import inflate_head
     from splade_exp.vocab.heads import prepare_head
-    from splade_exp.vocab.unigram import backbone_key, data_key
+    from splade_exp.vocab.unigram import data_key
 
     mlm, tokenizer = load_backbone(cfg, collection)
     h = cfg.head
     encoder = SpladeEncoder.from_masked_lm(mlm, pooling=h.pooling, pooling_impl=h.pooling_impl, chunk_size=h.chunk_size)
-    if cfg.backbone.get("inflate_head_norm"):
-        inflate_head(encoder, cfg.backbone.inflate_head_norm)
+    if h.get("inflate_norm") is not None:
+        inflate_head(encoder, h.inflate_norm)
     model_dir = ModelDir.of(cfg.backbone.get("name_or_path"))  # the model directory of an earlier run, or None
     if model_dir is not None:
         model_dir.check_pooling(h.pooling)

@@ -371,7 +371,8 @@ def plot_head_scale(
     path: str | Path,
     title: str | None = None,
 ) -> Path | None:
-    """Unpruned effectiveness vs MLM-head scale ``k`` (log2 x axis), one line per backbone.
+    """Unpruned effectiveness vs MLM-head scale ``k`` (log2 x axis), one line per backbone (and
+    ``head.inflate_norm``: a backbone whose head rows were rescaled first is a line of its own).
 
     Completed runs are averaged per ``(backbone, head_k)`` (the individual runs are shown as
     small dots); diverged runs are red crosses, at their metric when they have one, otherwise on
@@ -386,6 +387,9 @@ def plot_head_scale(
     splade = splade[splade["head_k"] > 0]
     backbone = (splade["backbone"] if "backbone" in splade else pd.Series("", index=splade.index))
     backbone = backbone.astype(str).replace("", "(backbone not recorded)")
+    if "cfg.head.inflate_norm" in splade:  # rows rescaled to a large norm first: another line
+        norm = pd.to_numeric(splade["cfg.head.inflate_norm"], errors="coerce")
+        backbone = backbone.where(norm.isna(), backbone + norm.map(lambda v: f" (head norm {v:g})"))
     splade = splade.assign(_backbone=backbone)
     unpruned = unpruned_mask(splade)
     ok = completed_runs(splade)

@@ -1,5 +1,6 @@
-"""Backbones: a small BERT built from a config with a WordPiece tokenizer trained on the data
-(offline default), or any ``AutoModelForMaskedLM`` from a local directory or a hub name."""
+"""Backbone models: a small BERT built from a config with a WordPiece tokenizer trained on the data
+(offline default), or any ``AutoModelForMaskedLM`` from a local directory or a hub name. Which one
+a run uses, and under what artifact key, is its builder's (:mod:`splade_exp.models.backbones`)."""
 from __future__ import annotations
 
 import os
@@ -11,10 +12,6 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertFo
 from splade_exp.errors import SpladeExpError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-#: Part of the artifact keys of built backbones (and of what is built on them): bump it when the
-#: same config builds a different backbone, so that no cache mixes the two.
-#: 2: WordPiece vocabularies that do not depend on the process (train_wordpiece).
-BUILD_VERSION = 2
 
 
 class BackboneError(SpladeExpError, ValueError):

@@ -12,8 +12,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from splade_exp.models.pooling import DEFAULT_CHUNK_SIZE, sparse_pool
+from splade_exp.models.pooling import DEFAULT_CHUNK_SIZE, POOLING_IMPLS, POOLINGS, sparse_pool
 from splade_exp.sparse import topk_mask
+
+
+def check_head(head) -> None:
+    """The ``head`` group's values (``conf/head/default.yaml``), checked before any job runs: the
+    pooling and its implementation and chunk size (this module's encoder), ``k`` and ``inflate_norm``
+    (:mod:`splade_exp.models.head_scale`). Raises :class:`splade_exp.checks.ConfigError`."""
+    from splade_exp.checks import ConfigError, positive_int, positive_number
+
+    if head.get("pooling") not in POOLINGS:
+        raise ConfigError(f"head.pooling must be one of {POOLINGS}, got {head.get('pooling')!r}")
+    if head.get("pooling_impl") not in POOLING_IMPLS:
+        raise ConfigError(f"head.pooling_impl must be one of {POOLING_IMPLS}, got {head.get('pooling_impl')!r}")
+    positive_int(head.get("chunk_size"), "head.chunk_size", " (vocabulary rows per chunk)")
+    positive_number(head.get("k"), "head.k")
+    if not isinstance(head.get("scale_bias", False), bool):
+        raise ConfigError(f"head.scale_bias must be true or false, got {head.get('scale_bias')!r}")
+    if head.get("inflate_norm") is not None:
+        positive_number(head.inflate_norm, "head.inflate_norm")
 
 
 def _module_path(root: nn.Module, target: nn.Module) -> str:

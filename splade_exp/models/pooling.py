@@ -58,6 +58,8 @@ from torch.autograd.function import once_differentiable
 #: 1024 was the leanest and within noise of the fastest on CPU at B=32, L=64, H=384, |V|=100K
 #: (``benchmarks/head_memory.py --chunk-sweep``; results/head_memory_chunks.json).
 DEFAULT_CHUNK_SIZE = 1024
+POOLINGS = ("max", "sum")
+POOLING_IMPLS = ("chunked", "naive")
 
 
 def max_pool_naive(
@@ -320,7 +322,7 @@ def sparse_pool(
 
     Sum pooling always takes the naive path.
     """
-    if impl not in ("naive", "chunked"):
+    if impl not in POOLING_IMPLS:
         raise ValueError(f"head.pooling_impl must be 'naive' or 'chunked', got {impl!r}")
     if pooling == "sum":
         return sum_pool_naive(h, weight, bias, mask)

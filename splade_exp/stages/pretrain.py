@@ -85,7 +85,7 @@ class EmlmMissing(SpladeExpError, RuntimeError):
 class EmlmSpec:
     """Everything the stage needs besides the model: its sub-configs and what identifies its inputs
     (``backbone_id``/``data_id``: the backbone and data parts of artifact keys, computed by the caller
-    with :func:`splade_exp.vocab.unigram.backbone_key` / ``data_key``)."""
+    with :func:`splade_exp.run.backbone_key` / :func:`splade_exp.vocab.unigram.data_key`)."""
     pretrain: DictConfig
     trainer: DictConfig
     vocab: DictConfig

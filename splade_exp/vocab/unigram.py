@@ -62,28 +62,6 @@ def corpus_key(corpus: str, text_field: str | None = None, cache_dir: str | os.P
     return key
 
 
-def backbone_key(cfg) -> dict:
-    """What identifies the backbone (and so the tokenizer): a built one also by its seed (its data is
-    the key's ``data`` part), a local directory by the content of its files rather than its path."""
-    from omegaconf import OmegaConf
-
-    from splade_exp.models.backbone import looks_local
-
-    b = OmegaConf.to_container(cfg.backbone, resolve=True)
-    key = {"backbone": b}
-    name = b.get("name_or_path")
-    if not name:
-        from splade_exp.models.backbone import BUILD_VERSION
-
-        key["seed"] = int(cfg.seed)
-        key["build"] = BUILD_VERSION
-    elif looks_local(name) and Path(os.path.expanduser(str(name))).is_dir():
-        from splade_exp.fingerprint import directory_fingerprint
-
-        b["name_or_path"] = directory_fingerprint(name, Path(str(cfg.paths.artifacts_dir)) / "fingerprints")
-    return key
-
-
 def data_key(cfg) -> dict:
     """The data part of the text artifacts' keys (built backbone, unigram vocabulary, EMLM): the data
     source's options and the content of the files they read texts from, the documents and the
@@ -128,8 +106,8 @@ def unigram_key(vocab, backbone_id: dict, data_id: dict, cache_dir=None) -> dict
 def unigram_vocabulary(vocab, backbone_id: dict, data_id: dict, tokenizer, collection,
                        artifacts_dir) -> tuple[list[str], dict]:
     """(words in id order, info) of the ``vocab`` config's unigram vocabulary, built once per key.
-    ``backbone_id``/``data_id``: the backbone and data parts of the key (:func:`backbone_key`,
-    :func:`data_key`)."""
+    ``backbone_id``/``data_id``: the backbone and data parts of the key
+    (:meth:`splade_exp.models.backbones.Backbone.key`, :func:`data_key`)."""
     from splade_exp.data.corpus import text_source
 
     v = vocab
