@@ -1,9 +1,11 @@
 """The results schema and its atomic writer.
 
 One Parquet file per run (``<results_dir>/<sweep>/<run_id>.parquet``), one row per (run, qk, dk).
-Identity and metric columns are fixed (below); the run's group choices are plain columns and the
-whole resolved config is flattened into ``cfg.<dotted.key>`` columns so any swept value can be
-grouped on. Files are written via temp file + rename: a reader never sees a partial file.
+Identity and metric columns are fixed (below); the run's group choices are plain columns
+(:func:`choice_columns`: every config group of ``conf/`` present in the config, so a new group
+needs no code here) and the whole resolved config is flattened into ``cfg.<dotted.key>`` columns
+so any swept value can be grouped on. Files are written via temp file + rename: a reader never
+sees a partial file.
 """
 from __future__ import annotations
 
@@ -15,11 +17,32 @@ import pandas as pd
 from splade_exp.io import atomic_path
 
 IDENTITY = ["run_id", "eval_id", "sweep", "system", "model", "status", "diverged_step", "wall_time_s"]
-GROUPS = ["backbone", "vocab", "init", "pretrain", "loss", "head", "data"]
 POINT = ["qk", "dk"]
 METRICS = ["mrr@10", "recall@10", "recall@100", "ndcg@10", "flops", "l0_q", "l0_d",
            "posting_mean", "posting_max", "posting_var"]
 STATUSES = ("completed", "diverged", "failed")
+
+
+def config_groups(conf_dir: str | Path | None = None) -> list[str]:
+    """The config groups of ``conf_dir`` (default: the package's ``conf/``): its sub-directories."""
+    if conf_dir is None:
+        from splade_exp.cli import CONFIG_DIR as conf_dir
+    return sorted(p.name for p in Path(conf_dir).iterdir() if p.is_dir())
+
+
+def choice_columns(cfg, conf_dir: str | Path | None = None) -> dict[str, str]:
+    """``{group: its name}`` for every config group of ``conf_dir`` (:func:`config_groups`) that the
+    composed ``cfg`` holds as a node with a ``name`` (``backbone``, ``vocab``, ``head``, ...), but the
+    groups that only say where and how a run is launched (:data:`splade_exp.identity.LAUNCH_KEYS`:
+    ``paths``, ``logger``, ``launcher``, ...). Groups whose files set no ``name`` (``trainer``,
+    ``eval``) and ones that write into other nodes (``experiment``, ``vocab_defaults``) have no
+    such column; every group's values are in the ``cfg.<group>.*`` columns."""
+    from omegaconf import DictConfig
+
+    from splade_exp.identity import LAUNCH_KEYS
+
+    return {g: str(cfg[g].name) for g in config_groups(conf_dir)
+            if g not in LAUNCH_KEYS and isinstance(cfg.get(g), DictConfig) and "name" in cfg[g]}
 
 
 def flatten(d: dict, prefix: str = "cfg.") -> dict:

@@ -35,7 +35,7 @@ from splade_exp.hashing import config_hash, drop_keys
 from splade_exp.identity import config_id, eval_id, identity_hash, run_id, run_inputs, training_config
 from splade_exp.io import remove_orphans, write_json, write_text
 from splade_exp.launch import PreemptionCheckpoint, prepare_process, requested_processes
-from splade_exp.results import flatten, make_frame, read_results, write_results
+from splade_exp.results import choice_columns, flatten, make_frame, read_results, write_results
 from splade_exp.runlock import RunLock
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,7 @@ def _run(cfg: DictConfig, rid: str, eid: str, out: Path, run_dir: Path, logger) 
     common = {
         "run_id": rid, "eval_id": eid, "sweep": cfg.sweep, "system": "splade", "model": cfg.model or "",
         "status": status, "diverged_step": diverged_step, "wall_time_s": time.time() - t0,
-        **{g: str(cfg[g].name) for g in ("backbone", "vocab", "init", "pretrain", "loss", "head", "data")},
+        **choice_columns(cfg),
         "head_k": float(cfg.head.k), "seed": int(cfg.seed), "stage": cfg.stage,
         "artifacts_built": ",".join(artifacts.built_by_job()),  # collective under DDP
         **{k: v for k, v in info.items()},
