@@ -365,6 +365,18 @@ def plot_posting_variance(
 
 
 # --------------------------------------------------------------------------- head scale
+def head_scale_line(df: pd.DataFrame) -> pd.Series:
+    """The line of each row in :func:`plot_head_scale`: its backbone, with the norm its head rows were
+    rescaled to first (``cfg.head.inflate_norm``) where one was set, so an inflated backbone is a
+    line of its own."""
+    backbone = (df["backbone"] if "backbone" in df else pd.Series("", index=df.index))
+    backbone = backbone.astype(str).replace("", "(backbone not recorded)")
+    if "cfg.head.inflate_norm" in df:
+        norm = pd.to_numeric(df["cfg.head.inflate_norm"], errors="coerce")
+        backbone = backbone.where(norm.isna(), backbone + norm.map(lambda v: f" (head norm {v:g})"))
+    return backbone
+
+
 def plot_head_scale(
     df: pd.DataFrame,
     metric: str,
@@ -385,12 +397,7 @@ def plot_head_scale(
     if splade.empty:
         return _skip(name, "no run with a head scale (head_k)")
     splade = splade[splade["head_k"] > 0]
-    backbone = (splade["backbone"] if "backbone" in splade else pd.Series("", index=splade.index))
-    backbone = backbone.astype(str).replace("", "(backbone not recorded)")
-    if "cfg.head.inflate_norm" in splade:  # rows rescaled to a large norm first: another line
-        norm = pd.to_numeric(splade["cfg.head.inflate_norm"], errors="coerce")
-        backbone = backbone.where(norm.isna(), backbone + norm.map(lambda v: f" (head norm {v:g})"))
-    splade = splade.assign(_backbone=backbone)
+    splade = splade.assign(_backbone=head_scale_line(splade))
     unpruned = unpruned_mask(splade)
     ok = completed_runs(splade)
     ok = ok[unpruned.loc[ok.index] & ok[metric].notna()]

@@ -67,3 +67,11 @@ def test_figures_skip_without_data(tmp_path, caplog):
         assert plot_head_scale(empty, "mrr@10", tmp_path / "d.png") is None
     assert not list(tmp_path.iterdir())
     assert "skipped" in caplog.text
+
+
+def test_head_scale_draws_an_inflated_backbone_as_a_line_of_its_own():
+    from splade_exp.analysis.figures import head_scale_line
+
+    df = pd.DataFrame({"backbone": ["tiny", "tiny", "minilm"], "cfg.head.inflate_norm": [4.0, None, None]})
+    assert list(head_scale_line(df)) == ["tiny (head norm 4)", "tiny", "minilm"]
+    assert list(head_scale_line(df.drop(columns="cfg.head.inflate_norm"))) == ["tiny", "tiny", "minilm"]
