@@ -93,8 +93,9 @@ class Built(Backbone):
         """``config.max_position_embeddings`` (transformers' configs default to 512)."""
         from splade_exp.checks import position_limit
 
-        config = self.spec()["config"] or {}
-        return position_limit({"max_position_embeddings": 512, "model_type": self.spec()["model_type"], **config})
+        spec = self.spec()
+        config = {"max_position_embeddings": 512, "model_type": spec["model_type"], **(spec["config"] or {})}
+        return position_limit(config)
 
     def check(self, lengths: dict) -> None:
         from splade_exp.checks import non_negative_int, positive_int, check_lengths

@@ -33,7 +33,8 @@ def test_the_key_leaves_out_the_name_and_keeps_what_builds_the_model(tmp_path):
     assert key(tiny, tmp_path) != key({**tiny, "model_type": "modernbert"}, tmp_path)
     assert key(tiny, tmp_path) != key({**tiny, "mlm": {**tiny["mlm"], "steps": 1}}, tmp_path)
     assert key(tiny, tmp_path)["data"] == DATA
-    hub = {"_target_": "splade_exp.models.backbones.Pretrained", "name": "bert_base", "name_or_path": "bert-base-uncased"}
+    hub = {"_target_": "splade_exp.models.backbones.Pretrained", "name": "bert_base",
+           "name_or_path": "bert-base-uncased"}
     assert key(hub, tmp_path) == key({**hub, "name": "other", "tokenizer": {"vocab_size": 9}}, tmp_path)
 
 
@@ -50,7 +51,8 @@ def test_a_local_directory_is_keyed_by_its_content_not_its_path(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["backbone.name_or_path=/some/dir"], "backbone=tiny builds its model from config, so backbone.name_or_path=/some/dir"),
+    (["backbone.name_or_path=/some/dir"],
+     "backbone=tiny builds its model from config, so backbone.name_or_path=/some/dir"),
     (["backbone=bert_base", "backbone.name_or_path=null"], "backbone=bert_base: backbone.name_or_path must name"),
     (["backbone._target_=splade_exp.losses.MarginMSE"], "is not a splade_exp.models.backbones.Backbone subclass"),
     (["backbone._target_=splade_exp.nowhere.Built"], "backbone._target_=splade_exp.nowhere.Built: cannot import"),
