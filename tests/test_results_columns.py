@@ -1,7 +1,6 @@
 """The results' choice columns come from the config groups of ``conf/`` present in the config, not
 from a list in the code: a new group directory reaches every results row with no code edit."""
 import shutil
-from pathlib import Path
 
 from conftest import CONF, compose_cfg
 from splade_exp.hashing import drop_keys
