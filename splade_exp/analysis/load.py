@@ -55,7 +55,12 @@ HEAD_DIAG_COLS = (
     "head.active_dims_step0",
 )
 EMLM_COLS = (
+    "emlm.accuracy_step0",
     "emlm.accuracy",
+    "emlm.val_prior_accuracy",
+    "emlm.val_loss_step0",
+    "emlm.val_loss",
+    "emlm.val_prior_loss",
     "emlm.doc-score-avg@10",
     "emlm.doc-score-std@10",
     "emlm.doc-score-avg@100",

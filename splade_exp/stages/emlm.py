@@ -41,6 +41,21 @@ def masked_lm_loss(encoder: SpladeEncoder, batch: dict) -> tuple[torch.Tensor, t
     return loss / n, correct / n
 
 
+def context_free_bound(batches: list[dict]) -> dict[str, float]:
+    """What no predictor that ignores context can beat on these labelled positions: the best
+    constant prediction's accuracy, ``max_w n_w / N``, and the entropy of the label distribution,
+    ``-Σ_w (n_w / N) ln(n_w / N)`` (the cross-entropy of the best unigram table, fitted on these very
+    labels, so an optimistic prior). A validation accuracy above the first, or a loss below the
+    second, is learnt from context. ``n_w``: positions labelled ``w``; ``N``: labelled positions."""
+    labels = [b["labels"][b["labels"] != IGNORE] for b in batches]
+    labels = torch.cat(labels) if labels else torch.empty(0, dtype=torch.long)
+    if labels.numel() == 0:
+        return {"prior_accuracy": float("nan"), "prior_loss": float("nan")}
+    counts = torch.bincount(labels).double()
+    p = counts[counts > 0] / labels.numel()
+    return {"prior_accuracy": float(p.max()), "prior_loss": float(-(p * p.log()).sum())}
+
+
 class EmlmModule(L.LightningModule):
     """Args: ``lr``/``weight_decay``/``warmup_steps``/``max_steps`` of AdamW with linear decay;
     ``val_batches`` pre-masked held-out batches evaluated every ``val_every_n_steps`` optimizer

@@ -6,7 +6,8 @@ computed, the trainer's precision / clipping / accumulation, the seed) and reuse
 fine-tuning job that needs it. It holds ``model.safetensors`` (the whole encoder: trunk + output
 decoder), ``vocab.tsv`` (the output vocabulary in id order), ``curves.csv`` (step, split, loss,
 accuracy), ``stats.json`` (the EMLM statistics of :mod:`splade_exp.stages.emlm_stats`, the final
-validation loss/accuracy, the data actually used: corpus texts, distinct training texts, effective
+validation loss/accuracy and those at step 0, the context-free bound of the validation labels
+(``val_prior_accuracy``/``val_prior_loss``: :func:`~splade_exp.stages.emlm.context_free_bound`), the data actually used: corpus texts, distinct training texts, effective
 repetition; the step a relaunch resumed from) and ``key.json``.
 
 **Who builds it.** ``stage=pretrain`` runs :func:`pretrain_emlm` as a job of its own: a sweep
@@ -245,7 +246,7 @@ def _train(spec: EmlmSpec, trainer, last: Path, encoder, tokenizer, collection, 
 
     from splade_exp.checkpoint import check_torch_checkpoint
     from splade_exp.data.pretraining import PretrainingData, TokenRows, validation_batches
-    from splade_exp.stages.emlm import EmlmModule
+    from splade_exp.stages.emlm import EmlmModule, context_free_bound
 
     p, seed = spec.pretrain, int(spec.seed)
     held_out = stats_doc_ids(collection, int(p.stats_docs), seed)
@@ -273,6 +274,7 @@ def _train(spec: EmlmSpec, trainer, last: Path, encoder, tokenizer, collection, 
                     trainer.global_step, last)
         raise SystemExit(128 + signal.SIGTERM) from None
     return {"module": module, "train_time_s": time.time() - t0, "held_out": held_out, "devices": trainer.world_size,
+            "val_prior": {f"val_{k}": v for k, v in context_free_bound(val).items()},
             "data": {"corpus_texts": meta["texts"], "distinct_texts": meta["train_texts"],
                      "repetition_effective": effective, "val_texts": meta["val_texts"]}}
 
@@ -285,13 +287,18 @@ def _publish(spec: EmlmSpec, path: Path, encoder, tokenizer, collection, words, 
 
     p, module = spec.pretrain, info["module"]
     curves = pd.DataFrame(module.curves, columns=["step", "split", "loss", "accuracy"])
-    last_val = curves[curves.split == "val"].iloc[-1] if (curves.split == "val").any() else None
+    val_rows = curves[curves.split == "val"]
+    last_val = val_rows.iloc[-1] if len(val_rows) else None
+    first_val = val_rows.iloc[0] if len(val_rows) and val_rows.iloc[0].step == 0 else None
     device = next(encoder.parameters()).device
     docs = [collection.corpus[i] for i in info["held_out"]]
     stats = emlm_statistics(encoder, tokenizer, docs, int(p.max_length), int(p.stats_batch_size), device)
     encoder.to("cpu")
     stats.update({"accuracy": float(last_val.accuracy) if last_val is not None else float("nan"),
                   "val_loss": float(last_val.loss) if last_val is not None else float("nan"),
+                  "accuracy_step0": float(first_val.accuracy) if first_val is not None else float("nan"),
+                  "val_loss_step0": float(first_val.loss) if first_val is not None else float("nan"),
+                  **info["val_prior"],
                   "train_time_s": info["train_time_s"], "resumed_from_step": module.resumed_from_step,
                   "devices": info["devices"], **info["data"]})
     log.info("EMLM: %d steps, val accuracy %.4f, %d distinct texts", p.steps, stats["accuracy"],

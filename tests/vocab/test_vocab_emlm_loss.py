@@ -7,7 +7,7 @@ from torch import nn
 
 from splade_exp.data.masking import IGNORE
 from splade_exp.models.encoder import SpladeEncoder
-from splade_exp.stages.emlm import EmlmModule, masked_lm_loss, masked_lm_sums
+from splade_exp.stages.emlm import EmlmModule, context_free_bound, masked_lm_loss, masked_lm_sums
 from vocab_toys import LookupTrunk
 
 
@@ -61,3 +61,13 @@ def test_module_validation_pools_positions():
     assert row["accuracy"] == pytest.approx(2 / 3)
     assert row["loss"] == pytest.approx((2 * math.log(1 + 2 / math.e) + math.log(math.e + 2)) / 3, abs=1e-6)
     assert module.curves == [row]
+
+
+def test_context_free_bound_by_hand():
+    # labels over two batches: word 3 three times, word 5 once, two unlabelled positions
+    batches = [{"labels": torch.tensor([[3, IGNORE, 5]])}, {"labels": torch.tensor([[3, 3, IGNORE]])}]
+    bound = context_free_bound(batches)
+    assert bound["prior_accuracy"] == pytest.approx(0.75)  # always "3": right at 3 of 4 positions
+    # entropy of (3/4, 1/4): 0.75 ln(4/3) + 0.25 ln 4 = 0.215762 + 0.346574
+    assert bound["prior_loss"] == pytest.approx(0.562335, abs=1e-6)
+    assert math.isnan(context_free_bound([{"labels": torch.tensor([[IGNORE]])}])["prior_accuracy"])
