@@ -244,7 +244,7 @@ def write_report(
         md += [_md_image(png, out, "EMLM loss and accuracy vs step"), ""]
     stats = emlm_stats_table(completed_runs(df))
     if not stats.empty:
-        md += ["### EMLM statistics (mean over runs)", "", to_markdown(stats)]
+        md += ["### EMLM statistics (mean over runs; sd: over seeds)", "", to_markdown(stats)]
     if not png and stats.empty:
         md += ["No EMLM curves or statistics in these results.", ""]
 

@@ -234,8 +234,10 @@ def emlm_stats_table(
     df: pd.DataFrame,
     by: Sequence[str] | None = None,
     stats: Sequence[str] | None = EMLM_COLS,
+    spread: bool = True,
 ) -> pd.DataFrame:
-    """Mean EMLM statistics per pretraining configuration.
+    """Mean EMLM statistics per pretraining configuration, and with ``spread`` their sample
+    standard deviation over its runs (``<stat> sd``, when some configuration has several: seeds).
 
     ``stats`` are the ``emlm.*`` columns to show (default: the EMLM statistics of the results
     schema; ``None``: every numeric ``emlm.*`` column); those without values are left out.
@@ -264,6 +266,12 @@ def emlm_stats_table(
     agg = {c.removeprefix("emlm."): (c, "mean") for c in stat_cols}
     agg["n_runs"] = ("_run", "nunique")
     out = frame.groupby("pretraining", sort=True).agg(**agg).reset_index()
+    names = [c.removeprefix("emlm.") for c in stat_cols]
+    cols = ["pretraining", "n_runs", *names]
+    if out["n_runs"].max() > 1 and spread:  # seeds: the spread beside each mean
+        sd = frame.groupby("pretraining", sort=True)[stat_cols].std(ddof=1).reset_index()
+        sd.columns = ["pretraining", *[f"{n} sd" for n in names]]
+        out = out.merge(sd, on="pretraining")
+        cols = ["pretraining", "n_runs", *[c for n in names for c in (n, f"{n} sd")]]
     out = out.sort_values("pretraining", key=lambda col: col.map(natural_key), kind="mergesort")
-    cols = ["pretraining", "n_runs", *[c.removeprefix("emlm.") for c in stat_cols]]
     return out[cols].reset_index(drop=True)

@@ -1,6 +1,8 @@
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from splade_exp.analysis import emlm_stats_table, load_results, results_table, to_latex, to_markdown
 
@@ -55,3 +57,14 @@ def test_table_on_fixture_and_emlm_stats(results_dir):
     stats = emlm_stats_table(df)
     assert len(stats) == 2 and "accuracy" in stats.columns
     assert (stats["n_runs"] == 1).all()
+    assert not any(c.endswith(" sd") for c in stats.columns)  # one run per configuration: no spread
+
+
+def test_emlm_stats_spread_over_seeds():
+    df = pd.DataFrame({"run_id": ["a", "b", "c"], "system": "splade", "pretrain": ["p1", "p1", "p2"],
+                       "emlm.accuracy": [0.30, 0.34, 0.5]})
+    stats = emlm_stats_table(df, by=["pretrain"]).set_index("pretraining")
+    assert stats.loc["pretrain=p1", "n_runs"] == 2 and stats.loc["pretrain=p1", "accuracy"] == pytest.approx(0.32)
+    # sample sd of (0.30, 0.34): sqrt(2 * 0.02^2 / 1) = 0.028284
+    assert stats.loc["pretrain=p1", "accuracy sd"] == pytest.approx(0.028284, abs=1e-6)
+    assert np.isnan(stats.loc["pretrain=p2", "accuracy sd"])  # one run: no spread
