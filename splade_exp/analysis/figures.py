@@ -258,7 +258,10 @@ def _curve_labels(curves: pd.DataFrame) -> pd.Series:
 def plot_emlm_curves(curves: pd.DataFrame, path: str | Path) -> Path | None:
     """EMLM pretraining loss and accuracy vs step, one colour per pretraining configuration.
 
-    Train curves are solid lines, validation curves dashed with markers.
+    Train curves are solid lines, validation curves dashed with markers; where ``curves`` has
+    ``val_prior_accuracy`` / ``val_prior_loss`` (:func:`with_context_free_bound`), a dotted line
+    at the validation labels' context-free bound, which the validation curve must pass to show
+    that the pretraining learnt from context.
     """
     name = "plot_emlm_curves"
     if curves is None or curves.empty or "step" not in curves.columns:
@@ -277,6 +280,7 @@ def plot_emlm_curves(curves: pd.DataFrame, path: str | Path) -> Path | None:
 
     fig = Figure(figsize=(12, 4.8))
     axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+    bounded = False
     for ax, value in zip(axes, panels):
         for (label, split), grp in curves.groupby(["_label", "split"], sort=True):
             grp = grp[grp[value].notna()].sort_values("step")
@@ -285,6 +289,11 @@ def plot_emlm_curves(curves: pd.DataFrame, path: str | Path) -> Path | None:
             style = styles.get(split, dict(linestyle="-.", marker="x"))
             ax.plot(grp["step"].astype(float), grp[value], color=colors[label], linewidth=1.4,
                     markersize=3.5, **style)
+            bound = f"val_prior_{value}"
+            if split == "val" and bound in grp and grp[bound].notna().any():
+                ax.hlines(float(grp[bound].mean()), float(grp["step"].min()), float(grp["step"].max()),
+                          color=colors[label], linestyle=":", linewidth=1.2)
+                bounded = True
         ax.set_xlabel("Training step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel({"loss": "EMLM loss (lower is better)",
@@ -298,6 +307,8 @@ def plot_emlm_curves(curves: pd.DataFrame, path: str | Path) -> Path | None:
             s, dict(linestyle="-.", marker="x")).items()})
         for s in splits
     ]
+    if bounded:
+        handles.append(Line2D([], [], color="0.3", linestyle=":", label="context-free bound (val)"))
     _legend_outside(axes[-1], handles=handles, title="Pretraining config / split")
     fig.suptitle("EMLM pretraining curves per configuration (train solid, validation dashed)")
     return _save(fig, path)

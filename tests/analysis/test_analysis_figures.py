@@ -75,3 +75,19 @@ def test_head_scale_draws_an_inflated_backbone_as_a_line_of_its_own():
     df = pd.DataFrame({"backbone": ["tiny", "tiny", "minilm"], "cfg.head.inflate_norm": [4.0, None, None]})
     assert list(head_scale_line(df)) == ["tiny (head norm 4)", "tiny", "minilm"]
     assert list(head_scale_line(df.drop(columns="cfg.head.inflate_norm"))) == ["tiny", "tiny", "minilm"]
+
+
+def test_emlm_curves_carry_the_context_free_bound_of_their_artifact(tmp_path):
+    from splade_exp.analysis.load import with_context_free_bound
+
+    curves = pd.DataFrame({"artifact_id": ["emlm-a", "emlm-a", "emlm-b"], "pretrain": ["p", "p", "q"],
+                           "split": "val", "step": [0, 100, 0], "loss": [5.0, 3.0, 5.0],
+                           "accuracy": [0.2, 0.6, 0.2]})
+    results = pd.DataFrame({"emlm.artifact": ["emlm-a", "emlm-a", None], "emlm.val_prior_accuracy": [0.25, 0.25, 0.9],
+                            "emlm.val_prior_loss": [4.5, 4.5, 1.0]})
+    out = with_context_free_bound(curves, results)
+    assert out["val_prior_accuracy"].tolist()[:2] == [0.25, 0.25] and out["val_prior_loss"].tolist()[:2] == [4.5, 4.5]
+    assert pd.isna(out["val_prior_accuracy"].iloc[2])  # no results row names emlm-b
+    assert_png(plot_emlm_curves(out, tmp_path / "bound.png"))
+    assert "val_prior_accuracy" not in with_context_free_bound(curves, results.drop(
+        columns=["emlm.val_prior_accuracy", "emlm.val_prior_loss"])).columns
