@@ -65,12 +65,29 @@ least one (documents expressing all of them are relevant, not negatives).  It is
 everything else and draws nothing, so the other files do not depend on it.
 
 **General corpus.**  ``general.txt`` is a text corpus for masked-LM pretraining with a different
-distribution: paragraphs of two to five long sentences (12-30 words) over a much larger set of
-function words, a pool of general-only pseudo-words that never occur in titles, and in-domain
-concepts drawn with an independently permuted popularity ranking and topic popularity.  Within a
-paragraph, concepts of one topic co-occur under all their lemmas and variants, and occasional
-glossary sentences (``x also called y``) put synonyms side by side, so distributional signal for
-synonymy exists outside the titles.
+distribution: paragraphs of two to five long sentences (12-30 words) over a larger set of function
+words, a pool of general-only pseudo-words that never occur in titles, and in-domain concepts
+drawn with an independently permuted topic popularity.  Its words are predictable from their
+context to different degrees, so that masked-LM pretraining has something to learn beyond the
+unigram prior (``calendar_rate`` sets how much):
+
+- *months*: ``calendar_rate`` of the phrases are runs of two to four consecutive months of a
+  made-up twelve-month calendar (``m_i m_i+1 m_i+2``), so a masked month follows from its
+  neighbours; the same share of titles of at most nine words end with such a season (the
+  ``calendar`` in ``meta.json``);
+- *cues*: a concept is preceded by a determiner-like word that says which variant follows
+  (``these`` -s, ``while`` -ing, ``its`` -ation, ...; its usual cue 80% of the time), as English
+  determiners and auxiliaries agree with nouns and verbs;
+- *subjects*: a paragraph is about one concept (``subject_rate`` of its phrases, mostly under one
+  name, another with probability ``subject_synonym_rate``), so a masked mention is copied from
+  the others;
+- *compounds*: concepts of consecutive popularity ranks in a topic form pairs, mentioned
+  ``pair_rate`` of the time as a compound ``head tail`` (in titles too, when both are a title's
+  keys), so a masked half follows from the other once the pair is memorised.
+
+Concepts of one topic co-occur under all their lemmas and variants, and occasional glossary
+sentences (``x also called y``) put synonyms side by side, so distributional signal for synonymy
+exists outside the titles.
 
 Files written to ``out_dir`` (atomically: a temporary sibling directory is renamed into place):
 ``corpus.jsonl``, ``queries.jsonl``, ``qrels/{train,dev,test}.tsv``, ``general.txt``,
@@ -98,7 +115,8 @@ __all__ = ["generate", "VERSION", "FUNCTION_WORDS", "TITLE_GENERIC_WORDS", "QUER
 #: The generator's version: the same arguments give the same files within a version, not across
 #: versions. ``conf/data/synthetic.yaml`` states it as ``data.source.version``, so that run ids and
 #: every artifact key built from the data config change with it (and a config written for another
-#: version is refused). 2: general-corpus paragraphs about a subject, with agreement cues.
+#: version is refused). 2: general-corpus paragraphs about a subject, with variant cues, compound
+#: pairs and a calendar (module doc, *General corpus*).
 VERSION = 2
 
 # --------------------------------------------------------------------------------------------
