@@ -55,11 +55,15 @@ class Synthetic:
 
     PATH_OPTIONS = ()
 
-    def __init__(self, cache_dir: str | os.PathLike, **generator_kwargs) -> None:
+    def __init__(self, cache_dir: str | os.PathLike, version: int | None = None, **generator_kwargs) -> None:
         import inspect
 
         from splade_exp.data import synthetic as gen
 
+        if version is not None and version != gen.VERSION:
+            raise DataError(f"data.source.version={version}, but this code generates version {gen.VERSION} of the "
+                            f"synthetic collection; set data.source.version={gen.VERSION} (the collection, "
+                            "and every result on it, changes)")
         params = inspect.signature(gen.generate).parameters
         unknown = sorted(set(generator_kwargs) - set(params) - {"out_dir"})
         if unknown:
@@ -71,7 +75,8 @@ class Synthetic:
             gen._validate(full)
         except (TypeError, ValueError) as err:
             raise DataError(f"data.source.{err}") from None
-        self.out = Path(cache_dir) / "data" / f"synthetic-{config_hash(generator_kwargs)}"
+        key = {**generator_kwargs, "version": gen.VERSION}
+        self.out = Path(cache_dir) / "data" / f"synthetic-{config_hash(key)}"
         self.kwargs = generator_kwargs
 
     def files(self) -> dict[str, Path]:

@@ -65,12 +65,29 @@ least one (documents expressing all of them are relevant, not negatives).  It is
 everything else and draws nothing, so the other files do not depend on it.
 
 **General corpus.**  ``general.txt`` is a text corpus for masked-LM pretraining with a different
-distribution: paragraphs of two to five long sentences (12-30 words) over a much larger set of
-function words, a pool of general-only pseudo-words that never occur in titles, and in-domain
-concepts drawn with an independently permuted popularity ranking and topic popularity.  Within a
-paragraph, concepts of one topic co-occur under all their lemmas and variants, and occasional
-glossary sentences (``x also called y``) put synonyms side by side, so distributional signal for
-synonymy exists outside the titles.
+distribution: paragraphs of two to five long sentences (12-30 words) over a larger set of function
+words, a pool of general-only pseudo-words that never occur in titles, and in-domain concepts
+drawn with an independently permuted topic popularity.  Its words are predictable from their
+context to different degrees, so that masked-LM pretraining has something to learn beyond the
+unigram prior (``calendar_rate`` sets how much):
+
+- *months*: ``calendar_rate`` of the phrases are runs of two to four consecutive months of a
+  made-up twelve-month calendar (``m_i m_i+1 m_i+2``), so a masked month follows from its
+  neighbours; the same share of titles of at most nine words end with such a season (the
+  ``calendar`` in ``meta.json``);
+- *cues*: a concept is preceded by a determiner-like word that says which variant follows
+  (``these`` -s, ``while`` -ing, ``its`` -ation, ...; its usual cue 80% of the time), as English
+  determiners and auxiliaries agree with nouns and verbs;
+- *subjects*: a paragraph is about one concept (``subject_rate`` of its phrases, mostly under one
+  name, another with probability ``subject_synonym_rate``), so a masked mention is copied from
+  the others;
+- *compounds*: concepts of consecutive popularity ranks in a topic form pairs, mentioned
+  ``pair_rate`` of the time as a compound ``head tail`` (in titles too, when both are a title's
+  keys), so a masked half follows from the other once the pair is memorised.
+
+Concepts of one topic co-occur under all their lemmas and variants, and occasional glossary
+sentences (``x also called y``) put synonyms side by side, so distributional signal for synonymy
+exists outside the titles.
 
 Files written to ``out_dir`` (atomically: a temporary sibling directory is renamed into place):
 ``corpus.jsonl``, ``queries.jsonl``, ``qrels/{train,dev,test}.tsv``, ``general.txt``,
@@ -93,7 +110,14 @@ import shutil
 import tempfile
 from collections import Counter
 
-__all__ = ["generate", "FUNCTION_WORDS", "TITLE_GENERIC_WORDS", "QUERY_MODIFIERS"]
+__all__ = ["generate", "VERSION", "FUNCTION_WORDS", "TITLE_GENERIC_WORDS", "QUERY_MODIFIERS"]
+
+#: The generator's version: the same arguments give the same files within a version, not across
+#: versions. ``conf/data/synthetic.yaml`` states it as ``data.source.version``, so that run ids and
+#: every artifact key built from the data config change with it (and a config written for another
+#: version is refused). 2: general-corpus paragraphs about a subject, with variant cues, compound
+#: pairs and a calendar (module doc, *General corpus*).
+VERSION = 2
 
 # --------------------------------------------------------------------------------------------
 # Fixed English vocabulary
@@ -118,20 +142,26 @@ QUERY_MODIFIERS = (
     "cheap", "near", "meaning", "definition", "price", "buy", "vs", "examples", "reviews",
     "nearby", "used", "kids", "easy", "diy", "2025", "cost", "compare",
 )
-# General-corpus function words, with relative frequencies (a larger, differently ranked set).
-_GENERAL_FUNCTION = (
-    ("the", 60), ("of", 30), ("and", 28), ("a", 22), ("to", 20), ("in", 18), ("is", 14),
-    ("was", 11), ("it", 10), ("that", 10), ("as", 8), ("were", 7), ("are", 7), ("this", 6),
-    ("which", 6), ("be", 5), ("or", 5), ("an", 5), ("has", 5), ("had", 4), ("its", 4),
-    ("but", 4), ("not", 4), ("their", 4), ("they", 4), ("also", 4), ("into", 3), ("when", 3),
-    ("there", 3), ("after", 3), ("other", 3), ("been", 3), ("than", 2), ("between", 2),
-    ("during", 2), ("while", 2), ("would", 2), ("can", 2), ("may", 2), ("these", 2),
-    ("such", 2), ("where", 2), ("many", 2), ("some", 2), ("most", 2), ("only", 2), ("over", 2),
-    ("both", 1), ("each", 1), ("first", 1), ("two", 1), ("three", 1), ("later", 1),
-    ("early", 1), ("often", 1), ("usually", 1), ("became", 1), ("known", 1), ("called", 1),
-    ("used", 1), ("made", 1), ("found", 1), ("part", 1), ("through", 1), ("under", 1),
-    ("since", 1), ("however", 1), ("because", 1), ("although", 1), ("within", 1),
+# General-corpus function words. A content word is preceded by a cue that says which variant it is
+# in (as a determiner or an auxiliary agrees with an English noun or verb): the cue sets are
+# disjoint, so a cue and another mention of the same lemma determine a masked word.
+_CUES = {
+    "": ("the", "a", "this"), "s": ("these", "many", "some", "both"), "ing": ("by", "while", "for"),
+    "ed": ("was", "were", "been"), "er": ("each", "every", "an"), "ation": ("its", "their", "through"),
+    "ist": ("one", "another", "any"), "ery": ("that", "such", "within"),
+}
+# Words between phrases, with relative frequencies (a larger, differently ranked set than titles').
+_GENERAL_LINKS = (
+    ("of", 30), ("and", 28), ("to", 20), ("in", 18), ("is", 14), ("it", 10), ("as", 8),
+    ("are", 7), ("which", 6), ("be", 5), ("or", 5), ("has", 5), ("had", 4), ("but", 4),
+    ("not", 4), ("they", 4), ("also", 4), ("into", 3), ("when", 3), ("there", 3), ("after", 3),
+    ("other", 3), ("than", 2), ("between", 2), ("during", 2), ("would", 2), ("can", 2),
+    ("may", 2), ("where", 2), ("most", 2), ("only", 2), ("over", 2), ("first", 1), ("two", 1),
+    ("three", 1), ("later", 1), ("early", 1), ("often", 1), ("usually", 1), ("became", 1),
+    ("known", 1), ("called", 1), ("used", 1), ("made", 1), ("found", 1), ("part", 1),
+    ("under", 1), ("since", 1), ("however", 1), ("because", 1), ("although", 1),
 )
+_GENERAL_FUNCTION = tuple((w, 1) for cues in _CUES.values() for w in cues) + _GENERAL_LINKS
 FUNCTION_WORDS = frozenset(w for w, _ in _TITLE_FUNCTION + _GENERAL_FUNCTION)
 TITLE_GENERIC_WORDS = frozenset(w for w, _ in _TITLE_GENERIC) | frozenset(_YEARS)
 
@@ -164,6 +194,8 @@ _CODAS = (("", 10), ("n", 4), ("r", 4), ("l", 3), ("s", 2), ("t", 3), ("m", 2), 
           ("nd", 1), ("rt", 1), ("st", 1), ("x", 1), ("ng", 1), ("lt", 1))
 _FINAL_CODAS = tuple((c, w) for c, w in _CODAS if c)
 _SUFFIXES = ("s", "ing", "ed", "er", "ation", "ist", "ery")
+# Months of a made-up calendar: a cycle, so in "from m_i to m_i+1" either month follows from the other.
+_CALENDAR_SIZE = 12
 
 
 class _Weighted:
@@ -194,6 +226,7 @@ class _WordFactory:
     def __init__(self, rng: random.Random):
         self.rng = rng
         self.taken: set[str] = set(_RESERVED)
+        self.kind: dict[str, str] = {}  # form -> its suffix ("" for a bare form)
         self.onset = _table(_ONSETS)
         self.inner = _table([o for o in _ONSETS if len(o[0]) == 1])  # no clusters word-internally
         self.vowel = _table(_VOWELS)
@@ -233,7 +266,16 @@ class _WordFactory:
             forms = [root] + [_inflect(root, _SUFFIXES[s]) for s in sufs]
             if len(set(forms)) == len(forms) and not any(f in self.taken for f in forms):
                 self.taken.update(forms)
+                self.kind.update(zip(forms, ("", *(_SUFFIXES[s] for s in sufs))))
                 return forms
+
+    def long_word(self, n_syll: int) -> str:
+        """A fresh word of ``n_syll`` syllables and at least six letters (several WordPieces)."""
+        while True:
+            word = self._root(n_syll)
+            if len(word) >= 6 and word.isalpha() and word not in self.taken:
+                self.taken.add(word)
+                return word
 
     def plain(self, compound_rate: float) -> str:
         while True:
@@ -287,6 +329,10 @@ def generate(
     n_general_words: int = 2000,
     glossary_rate: float = 0.08,
     n_teacher_negatives: int = 0,
+    pair_rate: float = 0.7,
+    subject_rate: float = 0.2,
+    subject_synonym_rate: float = 0.25,
+    calendar_rate: float = 0.3,
 ) -> pathlib.Path:
     """Write a synthetic BEIR-layout collection to ``out_dir`` and return ``Path(out_dir)``.
 
@@ -305,7 +351,8 @@ def generate(
         offtopic_rate=offtopic_rate, compound_rate=compound_rate, n_names=n_names,
         name_doc_rate=name_doc_rate, name_query_rate=name_query_rate,
         modifier_rate=modifier_rate, n_general_words=n_general_words,
-        glossary_rate=glossary_rate, n_teacher_negatives=n_teacher_negatives,
+        glossary_rate=glossary_rate, n_teacher_negatives=n_teacher_negatives, pair_rate=pair_rate,
+        subject_rate=subject_rate, subject_synonym_rate=subject_synonym_rate, calendar_rate=calendar_rate,
     )
     _validate(args)
     out = pathlib.Path(out_dir)
@@ -353,7 +400,8 @@ def _validate(args: dict) -> None:
             raise ValueError(f"{name} must be >= 0")
     for name in ("synonym_rate", "variant_rate", "synonym_concept_frac", "paraphrase_rate",
                  "paraphrase_strength", "offtopic_rate", "compound_rate", "name_doc_rate",
-                 "name_query_rate", "modifier_rate", "glossary_rate"):
+                 "name_query_rate", "modifier_rate", "glossary_rate", "pair_rate", "subject_rate",
+                 "subject_synonym_rate", "calendar_rate"):
         if not 0.0 <= args[name] <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1]")
     for name in ("zipf_a", "key_zipf_a", "key_query_weight", "synonym_head"):
@@ -361,6 +409,24 @@ def _validate(args: dict) -> None:
             raise ValueError(f"{name} must be > 0")
     if args["n_concepts"] < 2 * args["n_topics"]:
         raise ValueError("n_concepts must be at least 2 * n_topics")
+
+
+def _date_range(calendar: list[str], rng: random.Random) -> list[str]:
+    """Consecutive months of the calendar cycle: "m_i m_i+1 m_i+2" (two to four of them), so that
+    each follows from its neighbours."""
+    i, n = rng.randrange(len(calendar)), rng.randint(2, 4)
+    return [calendar[(i + j) % len(calendar)] for j in range(n)]
+
+
+def _partners(topic_members: list[list[int]]) -> dict[int, int]:
+    """Compound pairs: concepts of consecutive popularity ranks in a topic, (1st, 2nd), (3rd, 4th),
+    ...; a topic's last concept of an odd count is its own partner (no pair)."""
+    partner = {}
+    for members in topic_members:
+        for i, c in enumerate(members):
+            j = i + 1 if i % 2 == 0 else i - 1
+            partner[c] = members[j] if j < len(members) else c
+    return partner
 
 
 class _Concept:
@@ -412,6 +478,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
         concepts.append(_Concept([[words.plain(0.25)]], -1))
     name_base = n_concepts
     general_words = [words.plain(0.1) for _ in range(args["n_general_words"])]
+    calendar = [words.long_word(3) for _ in range(_CALENDAR_SIZE)]
 
     concept_pop = _Weighted(range(n_concepts), _zipf_weights(n_concepts, a))
     topic_members: list[list[int]] = [[] for _ in range(n_topics)]
@@ -419,6 +486,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
         topic_members[concepts[c].topic].append(c)
     topic_pick = [_Weighted(m, _zipf_weights(len(m), a)) for m in topic_members]
     key_pick = [_Weighted(m, _zipf_weights(len(m), args["key_zipf_a"])) for m in topic_members]
+    partner = _partners(topic_members)
     topic_pop = _Weighted(range(n_topics), _zipf_weights(n_topics, 0.8, 2.0))
     name_pop = _Weighted(range(name_base, name_base + n_names), _zipf_weights(n_names, 0.8, 2.0))
     func_title = _table(_TITLE_FUNCTION)
@@ -437,8 +505,14 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
                 seen.add(c)
                 chosen.append(c)
 
+        add(key_pick[topic].draw(rng))
+        if rng.random() < args["pair_rate"]:
+            add(partner[chosen[0]])
         while len(chosen) < 2:
             add(key_pick[topic].draw(rng))
+        paired = partner[chosen[0]] == chosen[1]
+        if paired:
+            chosen[:2] = sorted(chosen[:2])  # the more popular concept first: "head tail"
         n_mod = rng.randint(1, 4)
         for _ in range(50):
             if len(chosen) >= 2 + n_mod:
@@ -449,8 +523,13 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
         if has_name:
             add(name_pop.draw(rng))
         slots = [(c, *_render(concepts[c], rng)) for c in chosen]
+        if paired:  # the first word of a compound is its bare form, as in "credit cards"
+            slots[0] = (slots[0][0], slots[0][1], 0)
         docs.append(slots)
-        titles.append(_title(slots, concepts, has_name, rng, func_title, generic_title))
+        title = _title(slots, concepts, has_name, paired, rng, func_title, generic_title)
+        if rng.random() < args["calendar_rate"] and len(title.split()) <= 9:  # a season: "m_i to m_i+1"
+            title += " " + " ".join(_date_range(calendar, rng)[:3])
+        titles.append(title)
 
     # ---- queries ------------------------------------------------------------------------------
     n_docs = len(docs)
@@ -493,7 +572,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
                     test_no_overlap += 1
 
     # ---- general corpus -------------------------------------------------------------------------
-    general = _general_corpus(concepts, topic_members, general_words, args, rng)
+    general = _general_corpus(concepts, topic_members, partner, general_words, words.kind, calendar, args, rng)
     teacher = _teacher_jsonl(docs, latent, args["n_teacher_negatives"]) if args["n_teacher_negatives"] else None
 
     # ---- serialise --------------------------------------------------------------------------
@@ -513,6 +592,7 @@ def _build(args: dict) -> tuple[dict[str, str], dict]:
     n_test = args["n_test_queries"]
     meta = {
         "generator": "splade_exp.data.synthetic",
+        "calendar": calendar,
         "args": args,
         "stats": {
             "n_docs": n_docs,
@@ -575,23 +655,26 @@ def _teacher_jsonl(docs, latent, n_negatives: int) -> str:
     return "".join(lines)
 
 
-def _title(slots, concepts, has_name, rng, func_title, generic_title) -> str:
-    content = [concepts[c].lemmas[li][vi] for c, li, vi in slots]
-    name = content.pop() if has_name else None
-    # Shuffle modifiers but keep the two key concepts together near the front or the end.
+def _title(slots, concepts, has_name, paired, rng, func_title, generic_title) -> str:
+    content = [[concepts[c].lemmas[li][vi]] for c, li, vi in slots]
+    name = content.pop()[0] if has_name else None
+    # Shuffle modifiers but keep the two key concepts together near the front or the end; a
+    # compound pair of keys stays one unit, in its own order.
     keys, mods = content[:2], content[2:]
     rng.shuffle(mods)
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and not paired:
         keys.reverse()
-    phrases: list[list[str]] = []
+    if paired:
+        keys = [keys[0] + keys[1]]
+    units: list[list[str]] = []
     seq = keys + mods if rng.random() < 0.6 else mods + keys
     i = 0
     while i < len(seq):
         size = min(len(seq) - i, rng.choice((1, 2, 2, 3)))
-        phrases.append(seq[i:i + size])
+        units.append([w for unit in seq[i:i + size] for w in unit])
         i += size
     out: list[str] = []
-    for j, phrase in enumerate(phrases):
+    for j, phrase in enumerate(units):
         if j > 0:
             out.append(func_title.draw(rng))
         out.extend(phrase)
@@ -653,56 +736,73 @@ def _query(slots, concepts, name_base, df, args, rng) -> tuple[list[int], str]:
     return [c for c, _, _ in picked], " ".join(words_out)
 
 
-def _general_corpus(concepts, topic_members, general_words, args, rng) -> list[str]:
+def _general_corpus(concepts, topic_members, partner, general_words, kind_of, calendar, args, rng) -> list[str]:
     n_topics = len(topic_members)
     a = args["zipf_a"]
     # Independent popularity: permuted topic ranking, permuted concept ranking inside topics.
     topic_order = list(range(n_topics))
     rng.shuffle(topic_order)
     topic_pop = _Weighted(topic_order, _zipf_weights(n_topics, 0.5, 1.0))
-    topic_pick = []
-    for members in topic_members:
-        perm = list(members)
-        rng.shuffle(perm)
-        topic_pick.append(_Weighted(perm, _zipf_weights(len(perm), a * 0.8)))
+    topic_pick = [_Weighted(members, _zipf_weights(len(members), a * 0.8)) for members in topic_members]
     in_domain = list(range(sum(len(m) for m in topic_members)))
     rng.shuffle(in_domain)
     global_pick = _Weighted(in_domain, _zipf_weights(len(in_domain), 0.9))
     gen_pick = _Weighted(general_words, _zipf_weights(len(general_words), 1.0))
-    func = _table(_GENERAL_FUNCTION)
+    link = _table(_GENERAL_LINKS)
+    subject_rate, synonym_p = args["subject_rate"], args["subject_synonym_rate"]
+    cue_bias = 0.8  # each variant's usual cue: a masked cue follows from the word after it
 
-    def surface(c: int) -> str:
-        forms = concepts[c].lemmas[rng.randrange(len(concepts[c].lemmas))]
-        return forms[0] if rng.random() < 0.5 else forms[rng.randrange(len(forms))]
+    def phrase(forms: list[str], head: str | None = None) -> list[str]:
+        """A determiner-like cue that says which variant follows, then the variant."""
+        form = forms[0] if rng.random() < 0.5 else forms[rng.randrange(len(forms))]
+        cues = _CUES[kind_of[form]]
+        cue = cues[0] if rng.random() < cue_bias else cues[1 + rng.randrange(len(cues) - 1)]
+        return [cue, *((head,) if head else ()), form]
+
+    def mention(c: int) -> list[str]:
+        """A concept in one of its names; a paired concept usually as its compound, "head tail"."""
+        lemmas = concepts[c].lemmas
+        forms = lemmas[rng.randrange(len(lemmas))]
+        if partner[c] == c or rng.random() >= args["pair_rate"]:
+            return phrase(forms)
+        other = concepts[partner[c]].lemmas
+        other = other[rng.randrange(len(other))]
+        return phrase(other, forms[0]) if c < partner[c] else phrase(forms, other[0])
 
     paragraphs = []
     for _ in range(args["n_general_paragraphs"]):
         topic = topic_pop.draw(rng)
+        subject = concepts[topic_pick[topic].draw(rng)]
+        main = rng.randrange(len(subject.lemmas))  # the name this paragraph mostly uses
+
+        def subject_forms() -> list[str]:
+            if len(subject.lemmas) > 1 and rng.random() < synonym_p:
+                return subject.lemmas[rng.choice([x for x in range(len(subject.lemmas)) if x != main])]
+            return subject.lemmas[main]
+
         sentences = []
         for _ in range(rng.randint(2, 5)):
-            if rng.random() < args["glossary_rate"]:
-                syn = [c for c in (topic_pick[topic].draw(rng) for _ in range(5))
-                       if len(concepts[c].lemmas) > 1]
-                if syn:
-                    lem = concepts[syn[0]].lemmas
-                    x, y = rng.sample(range(len(lem)), 2)
-                    link = rng.choice(_GLOSSARY_LINKS)
-                    tail = (func.draw(rng), gen_pick.draw(rng),
-                            surface(topic_pick[topic].draw(rng)))
-                    sentences.append(" ".join((func.draw(rng), lem[x][0], link, lem[y][0], *tail)))
-                    continue
+            if len(subject.lemmas) > 1 and rng.random() < args["glossary_rate"]:
+                x, y = rng.sample(range(len(subject.lemmas)), 2)
+                tail = (link.draw(rng), gen_pick.draw(rng), *phrase(subject.lemmas[x]))
+                sentences.append(" ".join((*phrase(subject.lemmas[x][:1]), rng.choice(_GLOSSARY_LINKS),
+                                           subject.lemmas[y][0], *tail)))
+                continue
             length = rng.randint(12, 30)
-            toks = []
-            for _ in range(length):
+            toks: list[str] = []
+            while len(toks) < length:
+                if toks and rng.random() < 0.6:
+                    toks.append(link.draw(rng))
                 r = rng.random()
-                if r < 0.42:
-                    toks.append(func.draw(rng))
-                elif r < 0.64:
-                    toks.append(gen_pick.draw(rng))
-                elif r < 0.86:
-                    toks.append(surface(topic_pick[topic].draw(rng)))
+                if r < subject_rate:
+                    toks.extend(phrase(subject_forms()))
+                elif r < subject_rate + 0.3:
+                    toks.extend(mention(topic_pick[topic].draw(rng) if rng.random() < 0.7
+                                        else global_pick.draw(rng)))
+                elif r < subject_rate + 0.3 + args["calendar_rate"]:
+                    toks.extend(_date_range(calendar, rng))
                 else:
-                    toks.append(surface(global_pick.draw(rng)))
+                    toks.append(gen_pick.draw(rng))
             sentences.append(" ".join(toks))
         paragraphs.append(" ".join(sentences))
     return paragraphs

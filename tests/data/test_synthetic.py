@@ -41,9 +41,9 @@ def _title_counts(root: Path) -> Counter:
 @pytest.fixture(scope="module")
 def default_collection(tmp_path_factory) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("synthetic") / "default"
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine does not fail it
     generate(out)
-    return out, time.perf_counter() - start
+    return out, time.process_time() - start
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_rejects_bad_arguments(tmp_path):
 
 def test_default_size_fast_and_rich(default_collection):
     root, seconds = default_collection
-    assert seconds < 10.0  # about one second on a laptop
+    assert seconds < 10.0  # CPU seconds; about one on a laptop
     meta = json.loads((root / "meta.json").read_text())
     counts = _title_counts(root)
     assert meta["stats"]["corpus_distinct_words"] == len(counts) >= 5000
