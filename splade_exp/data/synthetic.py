@@ -71,8 +71,8 @@ drawn with an independently permuted topic popularity.  Its words are predictabl
 context to different degrees, so that masked-LM pretraining has something to learn beyond the
 unigram prior (``calendar_rate`` sets how much):
 
-- *months*: ``calendar_rate`` of the phrases are runs of two to four consecutive months of a
-  made-up twelve-month calendar (``m_i m_i+1 m_i+2``), so a masked month follows from its
+- *months*: ``calendar_rate`` of the phrases are runs of four to eight consecutive months of a
+  made-up twelve-month calendar (``m_i m_i+1 ... m_i+7``), so a masked month follows from its
   neighbours; the same share of titles of at most nine words end with such a season (the
   ``calendar`` in ``meta.json``);
 - *cues*: a concept is preceded by a determiner-like word that says which variant follows
@@ -332,7 +332,7 @@ def generate(
     pair_rate: float = 0.7,
     subject_rate: float = 0.2,
     subject_synonym_rate: float = 0.25,
-    calendar_rate: float = 0.3,
+    calendar_rate: float = 0.15,
 ) -> pathlib.Path:
     """Write a synthetic BEIR-layout collection to ``out_dir`` and return ``Path(out_dir)``.
 
@@ -412,9 +412,9 @@ def _validate(args: dict) -> None:
 
 
 def _date_range(calendar: list[str], rng: random.Random) -> list[str]:
-    """Consecutive months of the calendar cycle: "m_i m_i+1 m_i+2" (two to four of them), so that
+    """Consecutive months of the calendar cycle, "m_i m_i+1 m_i+2 ..." (four to eight of them), so that
     each follows from its neighbours."""
-    i, n = rng.randrange(len(calendar)), rng.randint(2, 4)
+    i, n = rng.randrange(len(calendar)), rng.randint(4, 8)
     return [calendar[(i + j) % len(calendar)] for j in range(n)]
 
 
