@@ -277,7 +277,9 @@ def with_context_free_bound(curves: pd.DataFrame, results: pd.DataFrame) -> pd.D
               .drop_duplicates("emlm.artifact").set_index("emlm.artifact"))
     out = curves.copy()
     for c in cols:
-        out[c.removeprefix("emlm.")] = out["artifact_id"].map(pd.to_numeric(bounds[c], errors="coerce"))
+        found = out["artifact_id"].map(pd.to_numeric(bounds[c], errors="coerce"))
+        name = c.removeprefix("emlm.")
+        out[name] = out[name].fillna(found) if name in out else found  # newer curves files carry it already
     return out
 
 

@@ -375,7 +375,8 @@ def emlm_info(directory: Path) -> dict:
 
 
 def write_curves(directory: Path, pretrain: DictConfig, out: Path) -> Path | None:
-    """``out`` (``<results_dir>/<sweep>/<artifact>.curves.parquet``) from the artifact's ``curves.csv``."""
+    """``out`` (``<results_dir>/<sweep>/<artifact>.curves.parquet``) from the artifact's ``curves.csv``,
+    with the context-free bound of its validation labels (``stats.json``) as constant columns."""
     src = Path(directory) / "curves.csv"
     if not src.exists():
         return None
@@ -386,6 +387,11 @@ def write_curves(directory: Path, pretrain: DictConfig, out: Path) -> Path | Non
     frame = pd.DataFrame({"artifact_id": Path(directory).name, "pretrain": str(pretrain.name),
                           **{k: [v] * len(curves) for k, v in cols.items()}})
     frame = pd.concat([frame, curves.reset_index(drop=True)], axis=1)
+    stats = Path(directory) / "stats.json"
+    bounds = json.loads(stats.read_text()) if stats.exists() else {}
+    for col in ("val_prior_accuracy", "val_prior_loss"):  # the figure's context-free bound
+        if bounds.get(col) is not None:
+            frame[col] = float(bounds[col])
     for col in frame.columns:  # one type per column for Parquet
         if frame[col].dtype == object and col not in ("artifact_id", "pretrain", "split"):
             frame[col] = frame[col].map(lambda v: None if v is None else str(v))

@@ -23,7 +23,8 @@ TINY = [
 OTHER = [*TINY, "pretrain.lr=3.0e-4"]  # another pretraining of the same model
 STATS = ["emlm.doc-score-avg@10", "emlm.doc-score-std@10", "emlm.doc-score-avg@100", "emlm.doc-score-std@100",
          "emlm.doc-score-avg@all", "emlm.doc-score-std@all", "emlm.logit-score-std", "emlm.logit-score-std-pooled",
-         "emlm.non-neg-terms-avg", "emlm.non-neg-terms-std", "emlm.accuracy"]
+         "emlm.non-neg-terms-avg", "emlm.non-neg-terms-std", "emlm.accuracy", "emlm.accuracy_step0",
+         "emlm.val_prior_accuracy", "emlm.val_prior_loss"]
 
 
 def built(frame) -> list[str]:
@@ -82,6 +83,9 @@ def test_curves_file(runs):
     assert curves[curves.split == "val"].step.tolist() == [0, 3, 6]
     assert curves[curves.split == "train"].step.tolist() == [2, 4, 6]
     assert (curves.artifact_id == name).all() and curves.pretrain.iloc[0] == "emlm-in_domain-r1-lr0.0001"
+    # the context-free bound of the artifact's validation labels rides along, as in its stats
+    assert (curves.val_prior_accuracy == pre["emlm.val_prior_accuracy"].iloc[0]).all()
+    assert 0 < curves.val_prior_accuracy.iloc[0] < 1 and curves.val_prior_loss.iloc[0] > 0
 
 
 def test_missing_error_names_the_command_that_builds_it(runs):
