@@ -259,7 +259,7 @@ def plot_emlm_curves(curves: pd.DataFrame, path: str | Path) -> Path | None:
     """EMLM pretraining loss and accuracy vs step, one colour per pretraining configuration.
 
     Train curves are solid lines, validation curves dashed with markers; where ``curves`` has
-    ``val_prior_accuracy`` / ``val_prior_loss`` (:func:`with_context_free_bound`), a dotted line
+    ``val_prior_accuracy`` / ``val_prior_loss`` (curves files carry their artifact's), a dotted line
     at the validation labels' context-free bound, which the validation curve must pass to show
     that the pretraining learnt from context.
     """

@@ -267,22 +267,6 @@ def load_curves(path: str | Path) -> pd.DataFrame:
     return df.sort_values(["artifact_id", "split", "step"], kind="mergesort").reset_index(drop=True)
 
 
-def with_context_free_bound(curves: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
-    """``curves`` with ``val_prior_accuracy`` / ``val_prior_loss`` per artifact, from the results
-    rows' ``emlm.*`` columns (``emlm.artifact`` names the artifact); unchanged when they have none."""
-    cols = [c for c in ("emlm.val_prior_accuracy", "emlm.val_prior_loss") if c in results]
-    if curves.empty or not cols or "emlm.artifact" not in results or "artifact_id" not in curves:
-        return curves
-    bounds = (results[["emlm.artifact", *cols]].dropna(subset=["emlm.artifact"])
-              .drop_duplicates("emlm.artifact").set_index("emlm.artifact"))
-    out = curves.copy()
-    for c in cols:
-        found = out["artifact_id"].map(pd.to_numeric(bounds[c], errors="coerce"))
-        name = c.removeprefix("emlm.")
-        out[name] = out[name].fillna(found) if name in out else found  # newer curves files carry it already
-    return out
-
-
 PERQUERY_KEYS = ("run_id", "system", "model", "seed", "qk", "dk", "query_id")
 PERQUERY_METRICS = ("mrr@10", "recall@10", "recall@100", "ndcg@10")
 

@@ -34,7 +34,7 @@ from .frontier import (
     model_label,
     pretrain_config_cols,
 )
-from .load import PERQUERY_METRICS, load_curves, load_perquery, load_results, with_context_free_bound
+from .load import PERQUERY_METRICS, load_curves, load_perquery, load_results
 from .significance import ALPHA, TESTS, describe, model_scores, table_markers
 from .tables import emlm_stats_table, results_table, to_latex, to_markdown
 
@@ -239,7 +239,7 @@ def write_report(
         md += section
 
     md += ["## EMLM pretraining", ""]
-    png = plot_emlm_curves(with_context_free_bound(curves, df), out / "emlm_curves.png")
+    png = plot_emlm_curves(curves, out / "emlm_curves.png")
     if png:
         md += [_md_image(png, out, "EMLM loss and accuracy vs step"), ""]
     stats = emlm_stats_table(completed_runs(df))

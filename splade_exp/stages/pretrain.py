@@ -7,8 +7,8 @@ fine-tuning job that needs it. It holds ``model.safetensors`` (the whole encoder
 decoder), ``vocab.tsv`` (the output vocabulary in id order), ``curves.csv`` (step, split, loss,
 accuracy), ``stats.json`` (the EMLM statistics of :mod:`splade_exp.stages.emlm_stats`, the final
 validation loss/accuracy and those at step 0, the context-free bound of the validation labels
-(``val_prior_accuracy``/``val_prior_loss``: :func:`~splade_exp.stages.emlm.context_free_bound`), the data actually used: corpus texts, distinct training texts, effective
-repetition; the step a relaunch resumed from) and ``key.json``.
+(``val_prior_accuracy``/``val_prior_loss``: :func:`~splade_exp.stages.emlm.context_free_bound`),
+the data actually used: corpus texts, distinct training texts, effective repetition; the step a relaunch resumed from) and ``key.json``.
 
 **Who builds it.** ``stage=pretrain`` runs :func:`pretrain_emlm` as a job of its own: a sweep
 launches its distinct pretrainings first, then the fine-tuning jobs, which find the artifact and
@@ -387,11 +387,10 @@ def write_curves(directory: Path, pretrain: DictConfig, out: Path) -> Path | Non
     frame = pd.DataFrame({"artifact_id": Path(directory).name, "pretrain": str(pretrain.name),
                           **{k: [v] * len(curves) for k, v in cols.items()}})
     frame = pd.concat([frame, curves.reset_index(drop=True)], axis=1)
-    stats = Path(directory) / "stats.json"
-    bounds = json.loads(stats.read_text()) if stats.exists() else {}
+    stats = emlm_info(directory)
     for col in ("val_prior_accuracy", "val_prior_loss"):  # the figure's context-free bound
-        if bounds.get(col) is not None:
-            frame[col] = float(bounds[col])
+        if stats.get(f"emlm.{col}") is not None:
+            frame[col] = float(stats[f"emlm.{col}"])
     for col in frame.columns:  # one type per column for Parquet
         if frame[col].dtype == object and col not in ("artifact_id", "pretrain", "split"):
             frame[col] = frame[col].map(lambda v: None if v is None else str(v))

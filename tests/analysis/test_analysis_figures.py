@@ -77,17 +77,13 @@ def test_head_scale_draws_an_inflated_backbone_as_a_line_of_its_own():
     assert list(head_scale_line(df.drop(columns="cfg.head.inflate_norm"))) == ["tiny", "tiny", "minilm"]
 
 
-def test_emlm_curves_carry_the_context_free_bound_of_their_artifact(tmp_path):
-    from splade_exp.analysis.load import with_context_free_bound
-
+def test_emlm_curves_draw_the_context_free_bound(tmp_path):
     curves = pd.DataFrame({"artifact_id": ["emlm-a", "emlm-a", "emlm-b"], "pretrain": ["p", "p", "q"],
                            "split": "val", "step": [0, 100, 0], "loss": [5.0, 3.0, 5.0],
-                           "accuracy": [0.2, 0.6, 0.2]})
-    results = pd.DataFrame({"emlm.artifact": ["emlm-a", "emlm-a", None], "emlm.val_prior_accuracy": [0.25, 0.25, 0.9],
-                            "emlm.val_prior_loss": [4.5, 4.5, 1.0]})
-    out = with_context_free_bound(curves, results)
-    assert out["val_prior_accuracy"].tolist()[:2] == [0.25, 0.25] and out["val_prior_loss"].tolist()[:2] == [4.5, 4.5]
-    assert pd.isna(out["val_prior_accuracy"].iloc[2])  # no results row names emlm-b
-    assert_png(plot_emlm_curves(out, tmp_path / "bound.png"))
-    assert "val_prior_accuracy" not in with_context_free_bound(curves, results.drop(
-        columns=["emlm.val_prior_accuracy", "emlm.val_prior_loss"])).columns
+                           "accuracy": [0.2, 0.6, 0.2], "val_prior_accuracy": [0.25, 0.25, None],
+                           "val_prior_loss": [4.5, 4.5, None]})
+    path = plot_emlm_curves(curves, tmp_path / "bound.png")
+    plain = plot_emlm_curves(curves.drop(columns=["val_prior_accuracy", "val_prior_loss"]), tmp_path / "plain.png")
+    assert_png(path)
+    assert_png(plain)
+    assert path.read_bytes() != plain.read_bytes()  # the dotted bound and its legend entry are drawn
